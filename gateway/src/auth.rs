@@ -1,0 +1,65 @@
+//! Authentication: `Authorization: Bearer <api key>` → the caller's [`Principal`] (tenant and
+//! role). The tenant is the key's, always; handlers get it from here and nowhere else.
+
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use flywheel_storage::api_keys::Principal;
+use flywheel_storage::audit::Actor;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The authenticated caller of a `/v1` endpoint.
+#[derive(Debug, Clone, Copy)]
+pub struct Auth(pub Principal);
+
+impl Auth {
+    /// Fails with 403 unless the caller's role may write tenant data.
+    pub fn require_write(&self) -> Result<(), ApiError> {
+        if self.0.role.can_write() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!("the {} role cannot change data", self.0.role)))
+        }
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor::ApiKey(self.0.key_id)
+    }
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .ok_or(ApiError::Unauthorized)?;
+        let principal = state.db().authenticate(presented).await?.ok_or(ApiError::Unauthorized)?;
+        if !principal.tenant_active {
+            return Err(ApiError::Forbidden("this tenant is suspended".into()));
+        }
+        Ok(Auth(principal))
+    }
+}
+
+/// An authenticated caller whose role may write; anyone else gets 403 before the body is read.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer(pub Auth);
+
+impl FromRequestParts<AppState> for Writer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let auth = Auth::from_request_parts(parts, state).await?;
+        auth.require_write()?;
+        Ok(Writer(auth))
+    }
+}

@@ -1,0 +1,83 @@
+//! Flywheel's HTTP edge (axum): health and readiness, the OpenAPI document, and the tenant REST
+//! API (`/v1/...`). Every `/v1` request is authenticated by an API key; the tenant comes from the
+//! key and nothing in the request (body, query, header) can change it. Errors are mapped to
+//! status codes and JSON bodies in one place ([`error::ApiError`]).
+
+pub mod auth;
+pub mod error;
+mod extract;
+mod health;
+pub mod openapi;
+mod resources;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use flywheel_storage::Database;
+use flywheel_storage::redis::RedisStore;
+use tokio::net::TcpListener;
+
+/// Settings of the HTTP edge.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Largest accepted request body; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self { max_body_bytes: 1024 * 1024 }
+    }
+}
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: Database,
+    redis: RedisStore,
+    config: GatewayConfig,
+}
+
+impl AppState {
+    pub fn new(db: Database, redis: RedisStore, config: GatewayConfig) -> Self {
+        Self { inner: Arc::new(Inner { db, redis, config }) }
+    }
+    pub fn db(&self) -> &Database {
+        &self.inner.db
+    }
+    pub fn redis(&self) -> &RedisStore {
+        &self.inner.redis
+    }
+    pub fn config(&self) -> &GatewayConfig {
+        &self.inner.config
+    }
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config().max_body_bytes;
+    Router::new()
+        .merge(health::routes())
+        .merge(openapi::routes())
+        .merge(resources::routes())
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

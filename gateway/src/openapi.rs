@@ -1,0 +1,231 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document of the tenant API. Its schemas are the
+//! contract JSON Schemas themselves (OpenAPI 3.1 speaks JSON Schema 2020-12), bundled into
+//! `components.schemas`, so the document cannot disagree with what the edge validates.
+
+use std::sync::LazyLock;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use flywheel_contracts::schema::{self, SchemaRef};
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/openapi.json", get(|| async { Json(DOCUMENT.clone()) }))
+}
+
+/// What an operation answers on success.
+enum Success {
+    One(u16, SchemaRef),
+    Page(SchemaRef),
+}
+
+/// One documented operation. Tests check that each is routed.
+pub struct Operation {
+    pub method: &'static str,
+    pub path: &'static str,
+    id: &'static str,
+    summary: &'static str,
+    request: Option<SchemaRef>,
+    success: Success,
+    writes: bool,
+    filters: &'static [(&'static str, &'static str)],
+}
+
+const fn op(
+    method: &'static str,
+    path: &'static str,
+    id: &'static str,
+    summary: &'static str,
+    request: Option<SchemaRef>,
+    success: Success,
+) -> Operation {
+    let writes = request.is_some();
+    Operation { method, path, id, summary, request, success, writes, filters: &[] }
+}
+
+/// Every operation of the tenant API.
+pub static OPERATIONS: &[Operation] = &[
+    op("get", "/v1/tenant", "getTenant", "The caller's own tenant", None, Success::One(200, schema::TENANT)),
+    op("get", "/v1/brand_core", "listBrandCore", "List brand cores, newest first", None, Success::Page(schema::BRAND_CORE)),
+    op("post", "/v1/brand_core", "createBrandCore", "Create a brand core", Some(schema::BRAND_CORE_CREATE), Success::One(201, schema::BRAND_CORE)),
+    op("get", "/v1/brand_core/{id}", "getBrandCore", "Get a brand core", None, Success::One(200, schema::BRAND_CORE)),
+    op("patch", "/v1/brand_core/{id}", "updateBrandCore", "Update a brand core (fields present are changed; version is bumped)", Some(schema::BRAND_CORE_UPDATE), Success::One(200, schema::BRAND_CORE)),
+    op("get", "/v1/personas", "listPersonas", "List personas, newest first", None, Success::Page(schema::PERSONA)),
+    op("post", "/v1/personas", "createPersona", "Create a persona", Some(schema::PERSONA_CREATE), Success::One(201, schema::PERSONA)),
+    op("get", "/v1/personas/{id}", "getPersona", "Get a persona", None, Success::One(200, schema::PERSONA)),
+    op("patch", "/v1/personas/{id}", "updatePersona", "Update a persona", Some(schema::PERSONA_UPDATE), Success::One(200, schema::PERSONA)),
+    Operation {
+        filters: &[("status", "Only campaigns in this status")],
+        ..op("get", "/v1/campaigns", "listCampaigns", "List campaigns, newest first", None, Success::Page(schema::CAMPAIGN))
+    },
+    op("post", "/v1/campaigns", "createCampaign", "Create a campaign", Some(schema::CAMPAIGN_CREATE), Success::One(201, schema::CAMPAIGN)),
+    op("get", "/v1/campaigns/{id}", "getCampaign", "Get a campaign", None, Success::One(200, schema::CAMPAIGN)),
+    op("patch", "/v1/campaigns/{id}", "updateCampaign", "Update a campaign (null clears a nullable field)", Some(schema::CAMPAIGN_UPDATE), Success::One(200, schema::CAMPAIGN)),
+    Operation {
+        filters: &[("status", "Only leads in this status"), ("email", "Only the lead with this email (case-insensitive)")],
+        ..op("get", "/v1/leads", "listLeads", "List leads, newest first", None, Success::Page(schema::LEAD))
+    },
+    op("post", "/v1/leads", "createLead", "Create a lead (an email or a phone is required; the email is unique per tenant)", Some(schema::LEAD_CREATE), Success::One(201, schema::LEAD)),
+    op("get", "/v1/leads/{id}", "getLead", "Get a lead", None, Success::One(200, schema::LEAD)),
+    op("patch", "/v1/leads/{id}", "updateLead", "Update a lead (null clears a nullable field)", Some(schema::LEAD_UPDATE), Success::One(200, schema::LEAD)),
+];
+
+static DOCUMENT: LazyLock<Value> = LazyLock::new(build);
+
+/// `api/campaign.json` → `campaign`; `events/event.schema.json` → `event`.
+fn stem(document: &str) -> &str {
+    let file = document.rsplit('/').next().unwrap_or(document);
+    file.split('.').next().unwrap_or(file)
+}
+
+fn component_name(r: &SchemaRef) -> String {
+    match r.definition {
+        Some(def) => format!("{}.{def}", stem(r.document)),
+        None => stem(r.document).to_owned(),
+    }
+}
+
+fn component_ref(r: &SchemaRef) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{}", component_name(r)) })
+}
+
+/// Rewrites `$ref`s of a contract document into references between components.
+fn rewrite_refs(value: &mut Value, current_stem: &str) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get_mut("$ref") {
+                let (doc, pointer) = target.split_once('#').unwrap_or((target.as_str(), ""));
+                let doc_stem = if doc.is_empty() { current_stem.to_owned() } else { stem(doc).to_owned() };
+                *target = match pointer.strip_prefix("/$defs/") {
+                    Some(def) => format!("#/components/schemas/{doc_stem}.{def}"),
+                    None => format!("#/components/schemas/{doc_stem}"),
+                };
+            }
+            for v in map.values_mut() {
+                rewrite_refs(v, current_stem);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rewrite_refs(v, current_stem)),
+        _ => {}
+    }
+}
+
+fn components() -> Map<String, Value> {
+    let mut out = Map::new();
+    for (path, _) in schema::DOCUMENTS {
+        let Some(doc) = schema::document(path) else { continue };
+        let mut doc = doc.clone();
+        let doc_stem = stem(path).to_owned();
+        rewrite_refs(&mut doc, &doc_stem);
+        let Value::Object(mut root) = doc else { continue };
+        root.remove("$schema");
+        root.remove("$id");
+        if let Some(Value::Object(defs)) = root.remove("$defs") {
+            for (name, def) in defs {
+                out.insert(format!("{doc_stem}.{name}"), def);
+            }
+        }
+        // A document with a schema at its root (the tracking event) is a component too.
+        if root.keys().any(|k| k != "title" && k != "description") {
+            out.insert(doc_stem, Value::Object(root));
+        }
+    }
+    out
+}
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": {"application/json": {"schema": component_ref(&schema::ERROR)}},
+    })
+}
+
+fn operation(o: &Operation) -> Value {
+    let mut parameters = Vec::new();
+    if o.path.contains("{id}") {
+        parameters.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}));
+    }
+    if matches!(o.success, Success::Page(_)) {
+        parameters.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}));
+        parameters.push(json!({"name": "cursor", "in": "query", "description": "next_cursor of the previous page", "schema": {"type": "string"}}));
+    }
+    for (name, description) in o.filters {
+        parameters.push(json!({"name": name, "in": "query", "description": description, "schema": {"type": "string"}}));
+    }
+    let (status, body) = match &o.success {
+        Success::One(status, r) => (*status, component_ref(r)),
+        Success::Page(r) => (
+            200,
+            json!({
+                "type": "object",
+                "required": ["data", "next_cursor"],
+                "properties": {
+                    "data": {"type": "array", "items": component_ref(r)},
+                    "next_cursor": {"type": ["string", "null"]},
+                },
+            }),
+        ),
+    };
+    let mut responses = Map::new();
+    responses.insert(
+        status.to_string(),
+        json!({"description": "Success", "content": {"application/json": {"schema": body}}}),
+    );
+    responses.insert("401".into(), error_response("Missing or invalid API key"));
+    if o.path.contains("{id}") {
+        responses.insert("404".into(), error_response("No such record for this tenant"));
+    }
+    if o.writes {
+        responses.insert("400".into(), error_response("The body is not valid JSON"));
+        responses.insert("403".into(), error_response("The key's role cannot write"));
+        responses.insert("409".into(), error_response("A unique value is already taken; `field` names it"));
+        responses.insert("413".into(), error_response("The body is too large"));
+        responses.insert("415".into(), error_response("The body is not application/json"));
+        responses.insert("422".into(), error_response("The body breaks the schema; `field` names the offending field"));
+    }
+    if matches!(o.success, Success::Page(_)) {
+        responses.insert("422".into(), error_response("A query parameter is invalid; `field` names it"));
+    }
+    let mut out = json!({
+        "operationId": o.id,
+        "summary": o.summary,
+        "parameters": parameters,
+        "responses": responses,
+        "security": [{"apiKey": []}],
+    });
+    if let Some(r) = &o.request {
+        out["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": component_ref(r)}}});
+    }
+    out
+}
+
+fn build() -> Value {
+    let mut paths = Map::new();
+    for o in OPERATIONS {
+        let entry = paths.entry(o.path.to_owned()).or_insert_with(|| json!({}));
+        entry[o.method] = operation(o);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Flywheel tenant API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Every request is authenticated by an API key (`Authorization: Bearer fwk_…`) and scoped to \
+                            that key's tenant; a tenant id in a body, query or header is ignored. Errors are \
+                            `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
+        },
+        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
+        "paths": paths,
+        "components": {
+            "schemas": components(),
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "A Flywheel API key"}},
+        },
+    })
+}
+
+/// The document, for tests and tooling.
+pub fn document() -> &'static Value {
+    &DOCUMENT
+}

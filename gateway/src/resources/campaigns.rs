@@ -1,0 +1,61 @@
+//! `/v1/campaigns`: strategy, budget, dates and channels. `?status=` filters the list.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use flywheel_contracts::api::Page;
+use flywheel_contracts::api::campaign::{Campaign, CampaignCreate, CampaignUpdate};
+use flywheel_storage::campaigns as repo;
+
+use super::{created, page};
+use crate::AppState;
+use crate::auth::{Auth, Writer};
+use crate::error::ApiError;
+use crate::extract::{ListParams, ValidJson, enum_param, path_id};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/campaigns", get(list).post(create))
+        .route("/v1/campaigns/{id}", get(show).patch(update))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Writer(auth): Writer,
+    ValidJson(input): ValidJson<CampaignCreate>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db().begin(auth.0.tenant_id).await?;
+    let row = repo::create(&mut tx, &input, &auth.actor()).await?;
+    tx.commit().await?;
+    Ok(created("campaigns", row.id, row))
+}
+
+async fn show(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<Json<Campaign>, ApiError> {
+    let id = path_id(&id)?;
+    let mut tx = state.db().begin(auth.0.tenant_id).await?;
+    let row = repo::get(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(row))
+}
+
+async fn list(State(state): State<AppState>, auth: Auth, params: ListParams) -> Result<Json<Page<Campaign>>, ApiError> {
+    let status = params.filter("status", enum_param)?;
+    let mut tx = state.db().begin(auth.0.tenant_id).await?;
+    let rows = repo::list(&mut tx, status, params.query).await?;
+    tx.commit().await?;
+    Ok(page(rows))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Writer(auth): Writer,
+    Path(id): Path<String>,
+    ValidJson(input): ValidJson<CampaignUpdate>,
+) -> Result<Json<Campaign>, ApiError> {
+    let id = path_id(&id)?;
+    let mut tx = state.db().begin(auth.0.tenant_id).await?;
+    let row = repo::update(&mut tx, id, &input, &auth.actor()).await?;
+    tx.commit().await?;
+    Ok(Json(row))
+}

@@ -1,0 +1,60 @@
+//! `/v1/personas`: the audiences a tenant markets to.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Json, Router};
+use flywheel_contracts::api::Page;
+use flywheel_contracts::api::persona::{Persona, PersonaCreate, PersonaUpdate};
+use flywheel_storage::personas as repo;
+
+use super::{created, page};
+use crate::AppState;
+use crate::auth::{Auth, Writer};
+use crate::error::ApiError;
+use crate::extract::{ListParams, ValidJson, path_id};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/personas", get(list).post(create))
+        .route("/v1/personas/{id}", get(show).patch(update))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Writer(auth): Writer,
+    ValidJson(input): ValidJson<PersonaCreate>,
+) -> Result<Response, ApiError> {
+    let mut tx = state.db().begin(auth.0.tenant_id).await?;
+    let row = repo::create(&mut tx, &input).await?;
+    tx.commit().await?;
+    Ok(created("personas", row.id, row))
+}
+
+async fn show(State(state): State<AppState>, auth: Auth, Path(id): Path<String>) -> Result<Json<Persona>, ApiError> {
+    let id = path_id(&id)?;
+    let mut tx = state.db().begin(auth.0.tenant_id).await?;
+    let row = repo::get(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(Json(row))
+}
+
+async fn list(State(state): State<AppState>, auth: Auth, params: ListParams) -> Result<Json<Page<Persona>>, ApiError> {
+    let mut tx = state.db().begin(auth.0.tenant_id).await?;
+    let rows = repo::list(&mut tx, params.query).await?;
+    tx.commit().await?;
+    Ok(page(rows))
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Writer(auth): Writer,
+    Path(id): Path<String>,
+    ValidJson(input): ValidJson<PersonaUpdate>,
+) -> Result<Json<Persona>, ApiError> {
+    let id = path_id(&id)?;
+    let mut tx = state.db().begin(auth.0.tenant_id).await?;
+    let row = repo::update(&mut tx, id, &input).await?;
+    tx.commit().await?;
+    Ok(Json(row))
+}

@@ -1,0 +1,74 @@
+//! The node's configuration: one typed struct read from the environment (or flags), with
+//! defaults that run against the local PostgreSQL and Redis that `scripts/setup` prepares.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use flywheel_contracts::Secret;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// PostgreSQL URL of the application role (not a superuser, not an owner, no BYPASSRLS).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true,
+          default_value = "postgres://flywheel_app:flywheel@127.0.0.1:5432/flywheel")]
+    pub database_url: String,
+
+    /// PostgreSQL URL of the owner role, used only by `migrate` (and `demo`) to apply migrations.
+    #[arg(long, env = "FLYWHEEL_OWNER_DATABASE_URL", hide_env_values = true,
+          default_value = "postgres://flywheel_owner:flywheel@127.0.0.1:5432/flywheel")]
+    pub owner_database_url: String,
+
+    /// Connections in the application pool.
+    #[arg(long, env = "FLYWHEEL_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// Redis URL.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key this deployment writes.
+    #[arg(long, env = "FLYWHEEL_REDIS_NAMESPACE", default_value = "fw")]
+    pub redis_namespace: String,
+
+    /// Address the HTTP edge listens on.
+    #[arg(long, env = "FLYWHEEL_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    pub http_addr: SocketAddr,
+
+    /// Largest accepted request body in bytes (413 beyond).
+    #[arg(long, env = "FLYWHEEL_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Months of event partitions the node keeps created ahead of time.
+    #[arg(long, env = "FLYWHEEL_PARTITION_MONTHS_AHEAD", default_value_t = 3)]
+    pub partition_months_ahead: u32,
+
+    /// Log format: `text` for people, `json` for log pipelines. Levels come from RUST_LOG.
+    #[arg(long, env = "FLYWHEEL_LOG_FORMAT", default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    pub fn database(&self) -> flywheel_storage::DatabaseConfig {
+        let mut c = flywheel_storage::DatabaseConfig::new(self.database_url.clone());
+        c.max_connections = self.db_max_connections;
+        c
+    }
+
+    pub fn redis(&self) -> flywheel_storage::redis::RedisConfig {
+        flywheel_storage::redis::RedisConfig::new(self.redis_url.clone(), self.redis_namespace.clone())
+    }
+
+    pub fn owner_url(&self) -> Secret<String> {
+        Secret::new(self.owner_database_url.clone())
+    }
+
+    pub fn gateway(&self) -> flywheel_gateway::GatewayConfig {
+        flywheel_gateway::GatewayConfig { max_body_bytes: self.max_body_bytes }
+    }
+}

@@ -1,0 +1,28 @@
+//! Flywheel's storage: the only crate that talks to PostgreSQL, Redis and the vector stores.
+//!
+//! Tenant data is reachable only through a [`TenantTx`]: a transaction that begins with
+//! `set_config('app.tenant_id', …, true)`, so PostgreSQL's forced row-level security scopes every
+//! statement in it to one tenant. Repositories (`brand_core`, `campaigns`, …) take a `&mut
+//! TenantTx`; the connection inside it is private to this crate. The few things that happen
+//! before a tenant is known (API key lookup, tenant creation, slug resolution) go through
+//! `SECURITY DEFINER` functions exposed as methods of [`Database`]. Redis keys are built only by
+//! [`redis::TenantKey`], and vector memory is scoped per tenant by [`vector::VectorMemory`].
+
+pub mod api_keys;
+pub mod audit;
+pub mod brand_core;
+pub mod campaigns;
+pub mod catalog;
+mod error;
+pub mod leads;
+mod list;
+pub mod personas;
+mod pg;
+mod row;
+pub mod redis;
+pub mod tenants;
+pub mod vector;
+
+pub use error::{Result, StorageError};
+pub use list::ListQuery;
+pub use pg::{Database, DatabaseConfig, MIGRATOR, TenantTx, ensure_database, migrate, migrations_fingerprint};

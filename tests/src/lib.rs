@@ -1,0 +1,261 @@
+//! Test support for Flywheel's end-to-end tests: each test gets its own PostgreSQL database
+//! (cloned from a migrated template) and its own Redis namespace, against the real services.
+//!
+//! The template `flywheel_tpl_<fingerprint of the migrations>` is built once per set of
+//! migrations (under an advisory lock, so parallel test processes build it once) and cloned
+//! per test in milliseconds. Databases are dropped when the `TestDb` is.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use flywheel_storage::redis::{RedisConfig, RedisStore};
+use flywheel_storage::{Database, DatabaseConfig};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+
+/// Where the test PostgreSQL is, and the passwords `scripts/setup` gave the roles.
+fn pg_host() -> String {
+    std::env::var("FLYWHEEL_TEST_PG_HOST").unwrap_or_else(|_| "127.0.0.1:5432".to_owned())
+}
+fn owner_password() -> String {
+    std::env::var("FLYWHEEL_OWNER_PASSWORD").unwrap_or_else(|_| "flywheel".to_owned())
+}
+fn app_password() -> String {
+    std::env::var("FLYWHEEL_APP_PASSWORD").unwrap_or_else(|_| "flywheel".to_owned())
+}
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+pub fn owner_url(db: &str) -> String {
+    format!("postgres://flywheel_owner:{}@{}/{db}", owner_password(), pg_host())
+}
+pub fn app_url(db: &str) -> String {
+    format!("postgres://flywheel_app:{}@{}/{db}", app_password(), pg_host())
+}
+
+/// A fresh, migrated database for one test, connected as the application role.
+pub struct TestDb {
+    pub name: String,
+    pub db: Database,
+}
+
+impl TestDb {
+    pub async fn new() -> TestDb {
+        let template = ensure_template().await;
+        let name = format!("ft_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = owner_conn("postgres").await;
+        let create = format!("create database {name} template {template}");
+        let mut attempt = 0;
+        loop {
+            match sqlx::query(sqlx::AssertSqlSafe(create.clone())).execute(&mut admin).await {
+                Ok(_) => break,
+                // 55006: the template is briefly in use by another clone; wait and retry.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55006") && attempt < 50 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("create test database {name}: {e}"),
+            }
+        }
+        let _ = admin.close().await;
+        let mut config = DatabaseConfig::new(app_url(&name));
+        config.max_connections = 8;
+        let db = Database::connect(&config).await.expect("connect as flywheel_app");
+        TestDb { name, db }
+    }
+
+    /// A raw connection to this test's database as the owner role (for catalog checks).
+    pub async fn owner(&self) -> PgConnection {
+        owner_conn(&self.name).await
+    }
+
+    /// A raw connection to this test's database as the application role (for attacks that the
+    /// typed API cannot even express).
+    pub async fn app(&self) -> PgConnection {
+        PgConnectOptions::from_str(&app_url(&self.name))
+            .expect("valid URL")
+            .connect()
+            .await
+            .expect("connect as flywheel_app")
+    }
+
+    pub fn app_url(&self) -> String {
+        app_url(&self.name)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        let db = self.db.clone();
+        // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                db.close().await;
+                if let Ok(options) = PgConnectOptions::from_str(&owner_url("postgres"))
+                    && let Ok(mut admin) = options.connect().await
+                {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn owner_conn(db: &str) -> PgConnection {
+    PgConnectOptions::from_str(&owner_url(db))
+        .expect("valid URL")
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("connect to {db} as flywheel_owner (did scripts/setup run?): {e}"))
+}
+
+/// Builds the migrated template for the current migrations once, across test processes.
+async fn ensure_template() -> String {
+    let template = format!("flywheel_tpl_{}", flywheel_storage::migrations_fingerprint());
+    let mut admin = owner_conn("postgres").await;
+    sqlx::query("select pg_advisory_lock(7365420003)").execute(&mut admin).await.expect("lock");
+    let exists: bool = sqlx::query_scalar("select exists (select from pg_database where datname = $1)")
+        .bind(&template)
+        .fetch_one(&mut admin)
+        .await
+        .expect("query pg_database");
+    if !exists {
+        let building = format!("{template}_building");
+        sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {building} with (force)")))
+            .execute(&mut admin)
+            .await
+            .expect("drop half-built template");
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database {building} template flywheel_base")))
+            .execute(&mut admin)
+            .await
+            .expect("create template (did scripts/setup run?)");
+        flywheel_storage::migrate(&owner_url(&building)).await.expect("migrate the template");
+        // Renamed only once complete, so a crash mid-build never leaves a broken template.
+        sqlx::query(sqlx::AssertSqlSafe(format!("alter database {building} rename to {template}")))
+            .execute(&mut admin)
+            .await
+            .expect("rename template");
+    }
+    sqlx::query("select pg_advisory_unlock(7365420003)").execute(&mut admin).await.expect("unlock");
+    let _ = admin.close().await;
+    template
+}
+
+/// A Redis store under a namespace of its own.
+pub async fn test_redis() -> RedisStore {
+    let namespace = format!("test:{}", uuid::Uuid::new_v4().simple());
+    RedisStore::connect(&RedisConfig::new(redis_url(), namespace)).await.expect("connect to Redis")
+}
+
+/// A running HTTP edge on a free loopback port, over its own database and Redis namespace.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub test_db: TestDb,
+    pub redis: RedisStore,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// A tenant created for a test, with its owner key.
+#[derive(Debug, Clone)]
+pub struct TestTenant {
+    pub id: flywheel_contracts::TenantId,
+    pub owner_key: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(flywheel_gateway::GatewayConfig::default()).await
+    }
+
+    pub async fn spawn_with(config: flywheel_gateway::GatewayConfig) -> TestApp {
+        let test_db = TestDb::new().await;
+        let redis = test_redis().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let addr = listener.local_addr().expect("local addr");
+        let state = flywheel_gateway::AppState::new(test_db.db.clone(), redis.clone(), config);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(flywheel_gateway::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        TestApp {
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder().no_proxy().build().expect("HTTP client"),
+            test_db,
+            redis,
+            shutdown: Some(tx),
+        }
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.test_db.db
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates a tenant (through the same path as `flywheel tenant create`).
+    pub async fn tenant(&self, slug: &str) -> TestTenant {
+        let slug = flywheel_contracts::Slug::parse(slug).expect("test slug");
+        let created = self.db().create_tenant(&format!("Tenant {slug}"), &slug, "test").await.expect("create tenant");
+        TestTenant { id: created.tenant_id, owner_key: created.api_key }
+    }
+
+    /// An extra key with `role` for `tenant`.
+    pub async fn key(&self, tenant: &TestTenant, role: flywheel_contracts::Role) -> String {
+        let mut tx = self.db().begin(tenant.id).await.expect("begin");
+        let (_, key) = flywheel_storage::api_keys::create(
+            &mut tx,
+            &format!("{role} key"),
+            role,
+            &flywheel_storage::audit::Actor::System,
+        )
+        .await
+        .expect("create key");
+        tx.commit().await.expect("commit");
+        key.plain.expose().clone()
+    }
+
+    /// Sends `method path` with `key` and an optional JSON body; returns status and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> (reqwest::StatusCode, serde_json::Value) {
+        let mut req = self.client.request(method, self.url(path));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request reaches the test server");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        let json = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}"))
+        };
+        (status, json)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
