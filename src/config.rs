@@ -9,13 +9,21 @@ use flywheel_contracts::Secret;
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// PostgreSQL URL of the application role (not a superuser, not an owner, no BYPASSRLS).
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true,
-          default_value = "postgres://flywheel_app:flywheel@127.0.0.1:5432/flywheel")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = "postgres://flywheel_app:flywheel@127.0.0.1:5432/flywheel"
+    )]
     pub database_url: String,
 
     /// PostgreSQL URL of the owner role, used only by `migrate` (and `demo`) to apply migrations.
-    #[arg(long, env = "FLYWHEEL_OWNER_DATABASE_URL", hide_env_values = true,
-          default_value = "postgres://flywheel_owner:flywheel@127.0.0.1:5432/flywheel")]
+    #[arg(
+        long,
+        env = "FLYWHEEL_OWNER_DATABASE_URL",
+        hide_env_values = true,
+        default_value = "postgres://flywheel_owner:flywheel@127.0.0.1:5432/flywheel"
+    )]
     pub owner_database_url: String,
 
     /// Connections in the application pool.
@@ -29,6 +37,19 @@ pub struct Config {
     /// Prefix of every Redis key this deployment writes.
     #[arg(long, env = "FLYWHEEL_REDIS_NAMESPACE", default_value = "fw")]
     pub redis_namespace: String,
+
+    /// Vector memory backend: `pgvector` (in PostgreSQL, under the same row-level security) or
+    /// `qdrant` (needs QDRANT_URL).
+    #[arg(long, env = "FLYWHEEL_VECTOR_BACKEND", default_value = "pgvector")]
+    pub vector_backend: VectorBackend,
+
+    /// Qdrant's gRPC endpoint, e.g. http://127.0.0.1:6334.
+    #[arg(long, env = "QDRANT_URL")]
+    pub qdrant_url: Option<String>,
+
+    /// Qdrant API key, if the server requires one.
+    #[arg(long, env = "QDRANT_API_KEY", hide_env_values = true)]
+    pub qdrant_api_key: Option<String>,
 
     /// Address the HTTP edge listens on.
     #[arg(long, env = "FLYWHEEL_HTTP_ADDR", default_value = "127.0.0.1:8080")]
@@ -48,6 +69,12 @@ pub struct Config {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VectorBackend {
+    Pgvector,
+    Qdrant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
     Json,
@@ -62,6 +89,20 @@ impl Config {
 
     pub fn redis(&self) -> flywheel_storage::redis::RedisConfig {
         flywheel_storage::redis::RedisConfig::new(self.redis_url.clone(), self.redis_namespace.clone())
+    }
+
+    pub fn vector(&self) -> anyhow::Result<flywheel_storage::vector::VectorConfig> {
+        use flywheel_storage::vector::VectorConfig;
+        Ok(match self.vector_backend {
+            VectorBackend::Pgvector => VectorConfig::Pgvector,
+            VectorBackend::Qdrant => VectorConfig::Qdrant {
+                url: self
+                    .qdrant_url
+                    .clone()
+                    .ok_or_else(|| anyhow::anyhow!("FLYWHEEL_VECTOR_BACKEND=qdrant needs QDRANT_URL"))?,
+                api_key: self.qdrant_api_key.clone().map(Secret::new),
+            },
+        })
     }
 
     pub fn owner_url(&self) -> Secret<String> {

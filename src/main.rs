@@ -13,6 +13,7 @@ use flywheel_contracts::Slug;
 use flywheel_gateway::AppState;
 use flywheel_storage::Database;
 use flywheel_storage::redis::RedisStore;
+use flywheel_storage::vector::VectorMemory;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -72,7 +73,9 @@ async fn main() -> Result<()> {
             let slug = Slug::parse(&slug).map_err(|e| anyhow::anyhow!("--slug: {e}"))?;
             let db = Database::connect(&cli.config.database()).await.context("connect to PostgreSQL")?;
             let created = db.create_tenant(&name, &slug, &operator()).await.map_err(|e| match e {
-                flywheel_storage::StorageError::Conflict { .. } => anyhow::anyhow!("a tenant with slug {slug} already exists"),
+                flywheel_storage::StorageError::Conflict { .. } => {
+                    anyhow::anyhow!("a tenant with slug {slug} already exists")
+                }
                 other => anyhow::Error::new(other).context("create tenant"),
             })?;
             println!("{}", serde_json::to_string_pretty(&created)?);
@@ -106,9 +109,7 @@ fn operator() -> String {
 
 async fn migrate(config: &Config) -> Result<()> {
     let owner = config.owner_url();
-    flywheel_storage::ensure_database(owner.expose())
-        .await
-        .context("create the database (did scripts/setup run?)")?;
+    flywheel_storage::ensure_database(owner.expose()).await.context("create the database (did scripts/setup run?)")?;
     let applied = flywheel_storage::migrate(owner.expose()).await.context("apply migrations")?;
     if applied.is_empty() {
         info!("Schema is up to date.");
@@ -121,15 +122,15 @@ async fn migrate(config: &Config) -> Result<()> {
 async fn node(config: &Config) -> Result<()> {
     let db = Database::connect(&config.database()).await.context("connect to PostgreSQL")?;
     let redis = RedisStore::connect(&config.redis()).await.context("connect to Redis")?;
-    let listener = TcpListener::bind(config.http_addr)
-        .await
-        .with_context(|| format!("listen on {}", config.http_addr))?;
+    let vector = VectorMemory::from_config(&config.vector()?, db.clone()).context("set up vector memory")?;
+    let listener =
+        TcpListener::bind(config.http_addr).await.with_context(|| format!("listen on {}", config.http_addr))?;
     info!(addr = %config.http_addr, "Flywheel node listening.");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let maintenance = tokio::spawn(partition_maintenance(db.clone(), config.partition_months_ahead, stop_rx.clone()));
     let mut stop_for_http = stop_rx;
-    let state = AppState::new(db.clone(), redis.clone(), config.gateway());
+    let state = AppState::new(db.clone(), redis.clone(), vector, config.gateway());
     let server = tokio::spawn(flywheel_gateway::serve(listener, state, async move {
         let _ = stop_for_http.wait_for(|stop| *stop).await;
     }));
@@ -184,8 +185,10 @@ async fn shutdown_signal() {
 async fn doctor(config: &Config) -> Result<()> {
     let db = Database::connect(&config.database()).await.context("connect to PostgreSQL")?;
     let role = db.role_security().await?;
-    println!("connected as {} (superuser: {}, bypassrls: {}, owns tables: {})",
-             role.role, role.superuser, role.bypass_rls, role.owns_tables);
+    println!(
+        "connected as {} (superuser: {}, bypassrls: {}, owns tables: {})",
+        role.role, role.superuser, role.bypass_rls, role.owns_tables
+    );
     let mut problems = 0;
     for t in db.table_security().await? {
         let tenant_table = t.has_tenant_id || t.table == "tenants";
@@ -194,8 +197,14 @@ async fn doctor(config: &Config) -> Result<()> {
             problems += 1;
         }
         if tenant_table {
-            println!("{} {:<32} rls={} forced={} policies={}", if ok { "ok  " } else { "FAIL" },
-                     t.table, t.rls_enabled, t.rls_forced, t.policies.join(","));
+            println!(
+                "{} {:<32} rls={} forced={} policies={}",
+                if ok { "ok  " } else { "FAIL" },
+                t.table,
+                t.rls_enabled,
+                t.rls_forced,
+                t.policies.join(",")
+            );
         }
     }
     if problems > 0 {

@@ -245,16 +245,10 @@ mod tests {
     #[test]
     fn names_are_the_wire_names() {
         for t in EventType::ALL {
-            assert_eq!(
-                serde_json::to_value(t).ok(),
-                Some(serde_json::json!(t.as_str()))
-            );
+            assert_eq!(serde_json::to_value(t).ok(), Some(serde_json::json!(t.as_str())));
         }
         for s in EventSource::ALL {
-            assert_eq!(
-                serde_json::to_value(s).ok(),
-                Some(serde_json::json!(s.as_str()))
-            );
+            assert_eq!(serde_json::to_value(s).ok(), Some(serde_json::json!(s.as_str())));
         }
     }
 }

@@ -47,6 +47,7 @@ impl SchemaRef {
 }
 
 pub const TENANT: SchemaRef = SchemaRef::api("api/tenant.json", "resource");
+pub const TENANT_CREATED: SchemaRef = SchemaRef::api("api/tenant.json", "created");
 pub const ERROR: SchemaRef = SchemaRef::api("api/error.json", "resource");
 pub const BRAND_CORE: SchemaRef = SchemaRef::api("api/brand_core.json", "resource");
 pub const BRAND_CORE_CREATE: SchemaRef = SchemaRef::api("api/brand_core.json", "create");
@@ -64,8 +65,21 @@ pub const EVENT: SchemaRef = SchemaRef { document: "events/event.schema.json", d
 
 /// Every schema the API uses, for the OpenAPI document and for tests.
 pub const ALL: &[SchemaRef] = &[
-    TENANT, ERROR, BRAND_CORE, BRAND_CORE_CREATE, BRAND_CORE_UPDATE, PERSONA, PERSONA_CREATE,
-    PERSONA_UPDATE, CAMPAIGN, CAMPAIGN_CREATE, CAMPAIGN_UPDATE, LEAD, LEAD_CREATE, LEAD_UPDATE,
+    TENANT,
+    TENANT_CREATED,
+    ERROR,
+    BRAND_CORE,
+    BRAND_CORE_CREATE,
+    BRAND_CORE_UPDATE,
+    PERSONA,
+    PERSONA_CREATE,
+    PERSONA_UPDATE,
+    CAMPAIGN,
+    CAMPAIGN_CREATE,
+    CAMPAIGN_UPDATE,
+    LEAD,
+    LEAD_CREATE,
+    LEAD_UPDATE,
     EVENT,
 ];
 
@@ -94,9 +108,7 @@ static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
     let registry: &'static Registry<'static> = Box::leak(Box::new(
         #[allow(clippy::expect_used)] // an invariant of the build, checked by tests
         Registry::new()
-            .extend(documents.iter().map(|(path, doc)| {
-                (format!("{BASE}{path}"), Resource::from_contents(doc.clone()))
-            }))
+            .extend(documents.iter().map(|(path, doc)| (format!("{BASE}{path}"), Resource::from_contents(doc.clone()))))
             .and_then(|b| b.prepare())
             .expect("shipped schemas form a registry"),
     ));
@@ -130,23 +142,50 @@ pub fn validate(schema: SchemaRef, instance: &Value) -> Result<(), SchemaViolati
     let Some(error) = validator.iter_errors(instance).next() else {
         return Ok(());
     };
-    let mut path: Vec<String> = error.instance_path().iter().map(|s| s.to_string()).collect();
-    match error.kind() {
-        jsonschema::error::ValidationErrorKind::Required { property } => {
-            path.push(property.as_str().map_or_else(|| property.to_string(), str::to_owned));
-        }
-        jsonschema::error::ValidationErrorKind::AdditionalProperties { unexpected } => {
-            if let Some(first) = unexpected.first() {
-                path.push(first.clone());
-            }
-        }
-        _ => {}
-    }
-    let mut message = error.to_string();
+    let (path, mut message) = most_specific(&error);
     if message.len() > 300 {
         let cut = (0..=300).rev().find(|i| message.is_char_boundary(*i)).unwrap_or(0);
         message.truncate(cut);
         message.push('…');
     }
     Err(SchemaViolation { field: (!path.is_empty()).then(|| path.join(".")), message })
+}
+
+/// The offending field of an error and its message. An `anyOf`/`oneOf` failure ("not valid
+/// under any of the schemas") says nothing useful by itself, so the deepest error among its
+/// alternatives is reported instead: for a nullable `budget` with a bad currency, that is
+/// `budget.currency`, not `budget`.
+fn most_specific(error: &jsonschema::ValidationError<'_>) -> (Vec<String>, String) {
+    use jsonschema::error::ValidationErrorKind as Kind;
+    match error.kind() {
+        Kind::AnyOf { context } | Kind::OneOfNotValid { context } => {
+            let mut best: Option<(Vec<String>, String)> = None;
+            for branch in context {
+                for e in branch {
+                    let candidate = most_specific(e);
+                    if best.as_ref().is_none_or(|(p, _)| candidate.0.len() > p.len()) {
+                        best = Some(candidate);
+                    }
+                }
+            }
+            best.unwrap_or_else(|| (instance_path(error), error.to_string()))
+        }
+        Kind::Required { property } => {
+            let mut path = instance_path(error);
+            path.push(property.as_str().map_or_else(|| property.to_string(), str::to_owned));
+            (path, error.to_string())
+        }
+        Kind::AdditionalProperties { unexpected } => {
+            let mut path = instance_path(error);
+            if let Some(first) = unexpected.first() {
+                path.push(first.clone());
+            }
+            (path, format!("unknown field(s): {}", unexpected.join(", ")))
+        }
+        _ => (instance_path(error), error.to_string()),
+    }
+}
+
+fn instance_path(error: &jsonschema::ValidationError<'_>) -> Vec<String> {
+    error.instance_path().iter().map(|s| s.to_string()).collect()
 }

@@ -21,9 +21,7 @@ impl Slug {
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(InvalidValue::new(
-                "a slug is 1-63 lowercase letters, digits and inner hyphens",
-            ))
+            Err(InvalidValue::new("a slug is 1-63 lowercase letters, digits and inner hyphens"))
         }
     }
     pub fn as_str(&self) -> &str {

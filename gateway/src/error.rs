@@ -93,7 +93,9 @@ impl From<StorageError> for ApiError {
         match e {
             StorageError::NotFound => ApiError::NotFound,
             StorageError::Conflict { field } => ApiError::Conflict { field: field.into_owned() },
-            StorageError::Invalid { field, message } => ApiError::Validation { field: Some(field.into_owned()), message },
+            StorageError::Invalid { field, message } => {
+                ApiError::Validation { field: Some(field.into_owned()), message }
+            }
             StorageError::Unavailable(detail) => {
                 tracing::warn!(error = %detail, "Storage unavailable.");
                 ApiError::Unavailable

@@ -72,16 +72,12 @@ impl<T: Contract> FromRequest<AppState> for ValidJson<T> {
         {
             tracing::debug!("Ignored a tenant_id in a request body.");
         }
-        schema::validate(T::SCHEMA, &value)
-            .map_err(|v| ApiError::Validation { field: v.field, message: v.message })?;
+        schema::validate(T::SCHEMA, &value).map_err(|v| ApiError::Validation { field: v.field, message: v.message })?;
         // The schema passed; the typed parse adds the rules a schema cannot say (an exact
         // amount for the currency, a normalised email) and names the field that broke them.
         serde_path_to_error::deserialize(value).map(ValidJson).map_err(|e| {
             let path = e.path().to_string();
-            ApiError::Validation {
-                field: (path != ".").then_some(path),
-                message: e.into_inner().to_string(),
-            }
+            ApiError::Validation { field: (path != ".").then_some(path), message: e.into_inner().to_string() }
         })
     }
 }
@@ -98,9 +94,9 @@ impl ListParams {
     pub fn filter<T>(&self, name: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<Option<T>, ApiError> {
         match self.params.get(name) {
             None => Ok(None),
-            Some(raw) => parse(raw)
-                .map(Some)
-                .ok_or_else(|| ApiError::validation(name, format!("{raw:?} is not a valid {name}"))),
+            Some(raw) => {
+                parse(raw).map(Some).ok_or_else(|| ApiError::validation(name, format!("{raw:?} is not a valid {name}")))
+            }
         }
     }
 }
@@ -113,13 +109,11 @@ impl FromRequestParts<AppState> for ListParams {
             .map_err(|_| ApiError::Validation { field: None, message: "the query string is malformed".into() })?;
         let limit = match params.get("limit") {
             None => ListQuery::DEFAULT_LIMIT,
-            Some(raw) => raw
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=ListQuery::MAX_LIMIT).contains(n))
-                .ok_or_else(|| {
+            Some(raw) => {
+                raw.parse::<u32>().ok().filter(|n| (1..=ListQuery::MAX_LIMIT).contains(n)).ok_or_else(|| {
                     ApiError::validation("limit", format!("limit is a whole number from 1 to {}", ListQuery::MAX_LIMIT))
-                })?,
+                })?
+            }
         };
         let after = match params.get("cursor") {
             None => None,

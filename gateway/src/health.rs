@@ -1,4 +1,4 @@
-//! `/healthz` (the process is alive) and `/readyz` (PostgreSQL and Redis answer).
+//! `/healthz` (the process is alive) and `/readyz` (PostgreSQL, Redis and vector memory answer).
 
 use std::time::Duration;
 
@@ -21,19 +21,22 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let timeout = Duration::from_secs(2);
-    let (pg, redis) = tokio::join!(
+    let (pg, redis, vector) = tokio::join!(
         tokio::time::timeout(timeout, state.db().ping()),
         tokio::time::timeout(timeout, state.redis().ping()),
+        tokio::time::timeout(timeout, state.vector().ping()),
     );
     let pg_ok = matches!(pg, Ok(Ok(())));
     let redis_ok = matches!(redis, Ok(Ok(())));
+    let vector_ok = matches!(vector, Ok(Ok(())));
     let word = |ok: bool| if ok { "ok" } else { "unavailable" };
-    let status = if pg_ok && redis_ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let ready = pg_ok && redis_ok && vector_ok;
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (
         status,
         Json(json!({
             "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
-            "checks": {"postgres": word(pg_ok), "redis": word(redis_ok)},
+            "checks": {"postgres": word(pg_ok), "redis": word(redis_ok), "vector": word(vector_ok)},
         })),
     )
 }

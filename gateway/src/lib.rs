@@ -17,6 +17,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use flywheel_storage::Database;
 use flywheel_storage::redis::RedisStore;
+use flywheel_storage::vector::VectorMemory;
 use tokio::net::TcpListener;
 
 /// Settings of the HTTP edge.
@@ -42,18 +43,22 @@ pub struct AppState {
 struct Inner {
     db: Database,
     redis: RedisStore,
+    vector: VectorMemory,
     config: GatewayConfig,
 }
 
 impl AppState {
-    pub fn new(db: Database, redis: RedisStore, config: GatewayConfig) -> Self {
-        Self { inner: Arc::new(Inner { db, redis, config }) }
+    pub fn new(db: Database, redis: RedisStore, vector: VectorMemory, config: GatewayConfig) -> Self {
+        Self { inner: Arc::new(Inner { db, redis, vector, config }) }
     }
     pub fn db(&self) -> &Database {
         &self.inner.db
     }
     pub fn redis(&self) -> &RedisStore {
         &self.inner.redis
+    }
+    pub fn vector(&self) -> &VectorMemory {
+        &self.inner.vector
     }
     pub fn config(&self) -> &GatewayConfig {
         &self.inner.config

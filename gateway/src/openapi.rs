@@ -48,28 +48,101 @@ const fn op(
 /// Every operation of the tenant API.
 pub static OPERATIONS: &[Operation] = &[
     op("get", "/v1/tenant", "getTenant", "The caller's own tenant", None, Success::One(200, schema::TENANT)),
-    op("get", "/v1/brand_core", "listBrandCore", "List brand cores, newest first", None, Success::Page(schema::BRAND_CORE)),
-    op("post", "/v1/brand_core", "createBrandCore", "Create a brand core", Some(schema::BRAND_CORE_CREATE), Success::One(201, schema::BRAND_CORE)),
+    op(
+        "get",
+        "/v1/brand_core",
+        "listBrandCore",
+        "List brand cores, newest first",
+        None,
+        Success::Page(schema::BRAND_CORE),
+    ),
+    op(
+        "post",
+        "/v1/brand_core",
+        "createBrandCore",
+        "Create a brand core",
+        Some(schema::BRAND_CORE_CREATE),
+        Success::One(201, schema::BRAND_CORE),
+    ),
     op("get", "/v1/brand_core/{id}", "getBrandCore", "Get a brand core", None, Success::One(200, schema::BRAND_CORE)),
-    op("patch", "/v1/brand_core/{id}", "updateBrandCore", "Update a brand core (fields present are changed; version is bumped)", Some(schema::BRAND_CORE_UPDATE), Success::One(200, schema::BRAND_CORE)),
+    op(
+        "patch",
+        "/v1/brand_core/{id}",
+        "updateBrandCore",
+        "Update a brand core (fields present are changed; version is bumped)",
+        Some(schema::BRAND_CORE_UPDATE),
+        Success::One(200, schema::BRAND_CORE),
+    ),
     op("get", "/v1/personas", "listPersonas", "List personas, newest first", None, Success::Page(schema::PERSONA)),
-    op("post", "/v1/personas", "createPersona", "Create a persona", Some(schema::PERSONA_CREATE), Success::One(201, schema::PERSONA)),
+    op(
+        "post",
+        "/v1/personas",
+        "createPersona",
+        "Create a persona",
+        Some(schema::PERSONA_CREATE),
+        Success::One(201, schema::PERSONA),
+    ),
     op("get", "/v1/personas/{id}", "getPersona", "Get a persona", None, Success::One(200, schema::PERSONA)),
-    op("patch", "/v1/personas/{id}", "updatePersona", "Update a persona", Some(schema::PERSONA_UPDATE), Success::One(200, schema::PERSONA)),
+    op(
+        "patch",
+        "/v1/personas/{id}",
+        "updatePersona",
+        "Update a persona",
+        Some(schema::PERSONA_UPDATE),
+        Success::One(200, schema::PERSONA),
+    ),
     Operation {
         filters: &[("status", "Only campaigns in this status")],
-        ..op("get", "/v1/campaigns", "listCampaigns", "List campaigns, newest first", None, Success::Page(schema::CAMPAIGN))
+        ..op(
+            "get",
+            "/v1/campaigns",
+            "listCampaigns",
+            "List campaigns, newest first",
+            None,
+            Success::Page(schema::CAMPAIGN),
+        )
     },
-    op("post", "/v1/campaigns", "createCampaign", "Create a campaign", Some(schema::CAMPAIGN_CREATE), Success::One(201, schema::CAMPAIGN)),
+    op(
+        "post",
+        "/v1/campaigns",
+        "createCampaign",
+        "Create a campaign",
+        Some(schema::CAMPAIGN_CREATE),
+        Success::One(201, schema::CAMPAIGN),
+    ),
     op("get", "/v1/campaigns/{id}", "getCampaign", "Get a campaign", None, Success::One(200, schema::CAMPAIGN)),
-    op("patch", "/v1/campaigns/{id}", "updateCampaign", "Update a campaign (null clears a nullable field)", Some(schema::CAMPAIGN_UPDATE), Success::One(200, schema::CAMPAIGN)),
+    op(
+        "patch",
+        "/v1/campaigns/{id}",
+        "updateCampaign",
+        "Update a campaign (null clears a nullable field)",
+        Some(schema::CAMPAIGN_UPDATE),
+        Success::One(200, schema::CAMPAIGN),
+    ),
     Operation {
-        filters: &[("status", "Only leads in this status"), ("email", "Only the lead with this email (case-insensitive)")],
+        filters: &[
+            ("status", "Only leads in this status"),
+            ("email", "Only the lead with this email (case-insensitive)"),
+        ],
         ..op("get", "/v1/leads", "listLeads", "List leads, newest first", None, Success::Page(schema::LEAD))
     },
-    op("post", "/v1/leads", "createLead", "Create a lead (an email or a phone is required; the email is unique per tenant)", Some(schema::LEAD_CREATE), Success::One(201, schema::LEAD)),
+    op(
+        "post",
+        "/v1/leads",
+        "createLead",
+        "Create a lead (an email or a phone is required; the email is unique per tenant)",
+        Some(schema::LEAD_CREATE),
+        Success::One(201, schema::LEAD),
+    ),
     op("get", "/v1/leads/{id}", "getLead", "Get a lead", None, Success::One(200, schema::LEAD)),
-    op("patch", "/v1/leads/{id}", "updateLead", "Update a lead (null clears a nullable field)", Some(schema::LEAD_UPDATE), Success::One(200, schema::LEAD)),
+    op(
+        "patch",
+        "/v1/leads/{id}",
+        "updateLead",
+        "Update a lead (null clears a nullable field)",
+        Some(schema::LEAD_UPDATE),
+        Success::One(200, schema::LEAD),
+    ),
 ];
 
 static DOCUMENT: LazyLock<Value> = LazyLock::new(build);
@@ -145,7 +218,9 @@ fn error_response(description: &str) -> Value {
 fn operation(o: &Operation) -> Value {
     let mut parameters = Vec::new();
     if o.path.contains("{id}") {
-        parameters.push(json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}));
+        parameters.push(
+            json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}),
+        );
     }
     if matches!(o.success, Success::Page(_)) {
         parameters.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}));

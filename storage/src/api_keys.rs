@@ -116,13 +116,12 @@ pub async fn create(tx: &mut TenantTx, name: &str, role: Role, actor: &audit::Ac
 /// Revokes a key of the transaction's tenant. `NotFound` if it has no such key.
 pub async fn revoke(tx: &mut TenantTx, id: ApiKeyId, actor: &audit::Actor) -> Result<()> {
     let tenant = tx.tenant_id();
-    let done = sqlx::query(
-        "update api_keys set revoked_at = now() where tenant_id = $1 and id = $2 and revoked_at is null",
-    )
-    .bind(tenant.as_uuid())
-    .bind(id.as_uuid())
-    .execute(tx.conn())
-    .await?;
+    let done =
+        sqlx::query("update api_keys set revoked_at = now() where tenant_id = $1 and id = $2 and revoked_at is null")
+            .bind(tenant.as_uuid())
+            .bind(id.as_uuid())
+            .execute(tx.conn())
+            .await?;
     if done.rows_affected() == 0 {
         return Err(StorageError::NotFound);
     }

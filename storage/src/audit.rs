@@ -31,7 +31,7 @@ impl Actor {
 }
 
 /// One entry of the audit log.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct AuditEntry {
     pub actor: String,
     pub actor_kind: String,
@@ -75,26 +75,12 @@ pub async fn record(
 /// The newest entries first.
 pub async fn recent(tx: &mut TenantTx, limit: u32) -> Result<Vec<AuditEntry>> {
     let tenant = tx.tenant_id();
-    let rows: Vec<(String, String, String, String, Option<String>, Option<Value>, Option<Value>, chrono::DateTime<chrono::Utc>)> =
-        sqlx::query_as(
-            "select actor, actor_kind, action, target_type, target_id, before, after, created_at
-               from audit_log where tenant_id = $1 order by created_at desc, id desc limit $2",
-        )
-        .bind(tenant.as_uuid())
-        .bind(i64::from(limit))
-        .fetch_all(tx.conn())
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|(actor, actor_kind, action, target_type, target_id, before, after, created_at)| AuditEntry {
-            actor,
-            actor_kind,
-            action,
-            target_type,
-            target_id,
-            before,
-            after,
-            created_at,
-        })
-        .collect())
+    Ok(sqlx::query_as(
+        "select actor, actor_kind, action, target_type, target_id, before, after, created_at
+           from audit_log where tenant_id = $1 order by created_at desc, id desc limit $2",
+    )
+    .bind(tenant.as_uuid())
+    .bind(i64::from(limit))
+    .fetch_all(tx.conn())
+    .await?)
 }

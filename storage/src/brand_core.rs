@@ -65,7 +65,16 @@ pub async fn create(tx: &mut TenantTx, input: &BrandCoreCreate, actor: &Actor) -
     .fetch_one(tx.conn())
     .await?;
     let created = row.into_contract()?;
-    audit::record(tx, actor, "brand_core.create", "brand_core", &created.id.to_string(), None, serde_json::to_value(&created).ok()).await?;
+    audit::record(
+        tx,
+        actor,
+        "brand_core.create",
+        "brand_core",
+        &created.id.to_string(),
+        None,
+        serde_json::to_value(&created).ok(),
+    )
+    .await?;
     Ok(created)
 }
 

@@ -89,7 +89,16 @@ pub async fn create(tx: &mut TenantTx, input: &CampaignCreate, actor: &Actor) ->
     .fetch_one(tx.conn())
     .await?;
     let created = row.into_contract()?;
-    audit::record(tx, actor, "campaign.create", "campaign", &created.id.to_string(), None, serde_json::to_value(&created).ok()).await?;
+    audit::record(
+        tx,
+        actor,
+        "campaign.create",
+        "campaign",
+        &created.id.to_string(),
+        None,
+        serde_json::to_value(&created).ok(),
+    )
+    .await?;
     Ok(created)
 }
 

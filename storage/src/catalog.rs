@@ -4,11 +4,11 @@
 
 use crate::{Database, Result};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TableSecurity {
     pub table: String,
     /// `r` table, `p` partitioned table.
-    pub kind: char,
+    pub kind: String,
     pub partition_of: Option<String>,
     pub has_tenant_id: bool,
     pub rls_enabled: bool,
@@ -27,13 +27,13 @@ pub struct RoleSecurity {
 impl Database {
     /// Every table and partition in the `public` schema with its row-level security settings.
     pub async fn table_security(&self) -> Result<Vec<TableSecurity>> {
-        let rows: Vec<(String, String, Option<String>, bool, bool, bool, Vec<String>)> = sqlx::query_as(
-            "select c.relname::text, c.relkind::text, p.relname::text,
+        Ok(sqlx::query_as(
+            "select c.relname::text as \"table\", c.relkind::text as kind, p.relname::text as partition_of,
                     exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id'
-                                                         and not a.attisdropped),
-                    c.relrowsecurity, c.relforcerowsecurity,
+                                                         and not a.attisdropped) as has_tenant_id,
+                    c.relrowsecurity as rls_enabled, c.relforcerowsecurity as rls_forced,
                     coalesce((select array_agg(pol.polname::text order by pol.polname)
-                                from pg_policy pol where pol.polrelid = c.oid), '{}')
+                                from pg_policy pol where pol.polrelid = c.oid), '{}') as policies
                from pg_class c
                join pg_namespace n on n.oid = c.relnamespace
                left join pg_inherits i on i.inhrelid = c.oid
@@ -42,19 +42,7 @@ impl Database {
               order by c.relname",
         )
         .fetch_all(self.pool())
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(table, kind, partition_of, has_tenant_id, rls_enabled, rls_forced, policies)| TableSecurity {
-                table,
-                kind: kind.chars().next().unwrap_or('r'),
-                partition_of,
-                has_tenant_id,
-                rls_enabled,
-                rls_forced,
-                policies,
-            })
-            .collect())
+        .await?)
     }
 
     /// The role this node is connected as.

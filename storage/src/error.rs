@@ -75,18 +75,15 @@ impl From<sqlx::Error> for StorageError {
                 let field = constraint_field(db.table(), &constraint);
                 match db.kind() {
                     sqlx::error::ErrorKind::UniqueViolation => StorageError::Conflict { field },
-                    sqlx::error::ErrorKind::ForeignKeyViolation => StorageError::Invalid {
-                        message: format!("{field} does not name an existing record"),
-                        field,
-                    },
-                    sqlx::error::ErrorKind::CheckViolation => StorageError::Invalid {
-                        message: format!("{field} is not acceptable"),
-                        field,
-                    },
-                    sqlx::error::ErrorKind::NotNullViolation => StorageError::Invalid {
-                        message: format!("{field} is required"),
-                        field,
-                    },
+                    sqlx::error::ErrorKind::ForeignKeyViolation => {
+                        StorageError::Invalid { message: format!("{field} does not name an existing record"), field }
+                    }
+                    sqlx::error::ErrorKind::CheckViolation => {
+                        StorageError::Invalid { message: format!("{field} is not acceptable"), field }
+                    }
+                    sqlx::error::ErrorKind::NotNullViolation => {
+                        StorageError::Invalid { message: format!("{field} is required"), field }
+                    }
                     _ => {
                         // 53xxx: insufficient resources; 57P0x: shutting down; 08xxx: connection.
                         let code = db.code().unwrap_or_default();
@@ -125,9 +122,6 @@ mod tests {
         assert_eq!(constraint_field(Some("leads"), "leads_tenant_id_campaign_id_fkey"), "campaign_id");
         assert_eq!(constraint_field(Some("leads"), "leads_phone_check"), "phone");
         assert_eq!(constraint_field(Some("campaigns"), "campaigns_dates_check"), "end_date");
-        assert_eq!(
-            constraint_field(Some("affiliates"), "affiliates_tenant_id_referral_code_key"),
-            "referral_code"
-        );
+        assert_eq!(constraint_field(Some("affiliates"), "affiliates_tenant_id_referral_code_key"), "referral_code");
     }
 }

@@ -33,7 +33,8 @@ struct Row {
 
 impl Row {
     fn into_contract(self) -> Result<Lead> {
-        let stored = |what: &str, e: flywheel_contracts::InvalidValue| StorageError::Internal(format!("stored {what}: {e}"));
+        let stored =
+            |what: &str, e: flywheel_contracts::InvalidValue| StorageError::Internal(format!("stored {what}: {e}"));
         Ok(Lead {
             id: LeadId::from_uuid(self.id),
             tenant_id: TenantId::from_uuid(self.tenant_id),
@@ -54,7 +55,10 @@ impl Row {
 
 pub async fn create(tx: &mut TenantTx, input: &LeadCreate) -> Result<Lead> {
     if input.email.is_none() && input.phone.is_none() {
-        return Err(StorageError::Invalid { field: "email".into(), message: "a lead needs an email or a phone".into() });
+        return Err(StorageError::Invalid {
+            field: "email".into(),
+            message: "a lead needs an email or a phone".into(),
+        });
     }
     let tenant = tx.tenant_id();
     let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -81,13 +85,12 @@ pub async fn create(tx: &mut TenantTx, input: &LeadCreate) -> Result<Lead> {
 
 pub async fn get(tx: &mut TenantTx, id: LeadId) -> Result<Lead> {
     let tenant = tx.tenant_id();
-    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {COLUMNS} from leads where tenant_id = $1 and id = $2"
-    )))
-    .bind(tenant.as_uuid())
-    .bind(id.as_uuid())
-    .fetch_one(tx.conn())
-    .await?;
+    let row: Row =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("select {COLUMNS} from leads where tenant_id = $1 and id = $2")))
+            .bind(tenant.as_uuid())
+            .bind(id.as_uuid())
+            .fetch_one(tx.conn())
+            .await?;
     row.into_contract()
 }
 

@@ -58,13 +58,12 @@ pub async fn create(tx: &mut TenantTx, input: &PersonaCreate) -> Result<Persona>
 
 pub async fn get(tx: &mut TenantTx, id: PersonaId) -> Result<Persona> {
     let tenant = tx.tenant_id();
-    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "select {COLUMNS} from personas where tenant_id = $1 and id = $2"
-    )))
-    .bind(tenant.as_uuid())
-    .bind(id.as_uuid())
-    .fetch_one(tx.conn())
-    .await?;
+    let row: Row =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("select {COLUMNS} from personas where tenant_id = $1 and id = $2")))
+            .bind(tenant.as_uuid())
+            .bind(id.as_uuid())
+            .fetch_one(tx.conn())
+            .await?;
     row.into_contract()
 }
 

@@ -77,10 +77,7 @@ impl Database {
     /// connection never carries one tenant's context into another's work.
     pub async fn begin(&self, tenant: TenantId) -> Result<TenantTx> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("select set_config('app.tenant_id', $1, true)")
-            .bind(tenant.to_string())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("select set_config('app.tenant_id', $1, true)").bind(tenant.to_string()).execute(&mut *tx).await?;
         Ok(TenantTx { tx, tenant })
     }
 
@@ -95,10 +92,8 @@ impl Database {
     /// partitions were created.
     pub async fn ensure_partitions(&self, months_ahead: u32) -> Result<u32> {
         let months = i32::try_from(months_ahead).unwrap_or(i32::MAX);
-        let created: i32 = sqlx::query_scalar("select flywheel_ensure_partitions($1)")
-            .bind(months)
-            .fetch_one(&self.pool)
-            .await?;
+        let created: i32 =
+            sqlx::query_scalar("select flywheel_ensure_partitions($1)").bind(months).fetch_one(&self.pool).await?;
         Ok(u32::try_from(created).unwrap_or(0))
     }
 
@@ -174,10 +169,7 @@ pub async fn migrate(owner_url: &str) -> Result<Vec<i64>> {
         .await
         .map_err(|e| StorageError::Unavailable(format!("cannot connect to PostgreSQL as the owner role: {e}")))?;
     let before: Vec<i64> = applied_versions(&mut conn).await.unwrap_or_default();
-    MIGRATOR
-        .run(&mut conn)
-        .await
-        .map_err(|e| StorageError::Internal(format!("migration failed: {e}")))?;
+    MIGRATOR.run(&mut conn).await.map_err(|e| StorageError::Internal(format!("migration failed: {e}")))?;
     sqlx::query("select flywheel_ensure_partitions(3)").execute(&mut conn).await?;
     let after = applied_versions(&mut conn).await?;
     Ok(after.into_iter().filter(|v| !before.contains(v)).collect())

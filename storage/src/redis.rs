@@ -190,7 +190,10 @@ mod tests {
             TenantKey::new(t, &["runs", "42"]).render("fw"),
             "fw:t:{00000000-0000-0000-0000-000000000007}:runs:42"
         );
-        assert_eq!(TenantKey::new(t, &["a:b", "c"]).render("fw"), "fw:t:{00000000-0000-0000-0000-000000000007}:a%3Ab:c");
+        assert_eq!(
+            TenantKey::new(t, &["a:b", "c"]).render("fw"),
+            "fw:t:{00000000-0000-0000-0000-000000000007}:a%3Ab:c"
+        );
     }
 
     proptest! {

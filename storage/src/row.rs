@@ -20,8 +20,8 @@ pub(crate) fn enum_array<T: DeserializeOwned>(column: &str, values: &[String]) -
 pub(crate) fn money(column: &str, amount: Option<String>, currency: Option<String>) -> Result<Option<Money>> {
     match (amount, currency) {
         (Some(amount), Some(code)) => {
-            let currency = Currency::parse(code.trim())
-                .map_err(|e| StorageError::Internal(format!("{column} currency: {e}")))?;
+            let currency =
+                Currency::parse(code.trim()).map_err(|e| StorageError::Internal(format!("{column} currency: {e}")))?;
             // numeric(20, 4) prints four decimals; drop the zeros the currency does not use.
             let exp = usize::from(currency.exponent());
             let trimmed = match amount.split_once('.') {
@@ -34,9 +34,7 @@ pub(crate) fn money(column: &str, amount: Option<String>, currency: Option<Strin
                 }
                 None => amount,
             };
-            Money::parse(&trimmed, currency)
-                .map(Some)
-                .map_err(|e| StorageError::Internal(format!("{column}: {e}")))
+            Money::parse(&trimmed, currency).map(Some).map_err(|e| StorageError::Internal(format!("{column}: {e}")))
         }
         (None, None) => Ok(None),
         _ => Err(StorageError::Internal(format!("{column} has an amount without a currency or the reverse"))),

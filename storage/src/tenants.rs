@@ -15,7 +15,10 @@ impl Database {
     pub async fn create_tenant(&self, name: &str, slug: &Slug, actor: &str) -> Result<TenantCreated> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(StorageError::Invalid { field: "name".into(), message: "name must be 1-200 characters".into() });
+            return Err(StorageError::Invalid {
+                field: "name".into(),
+                message: "name must be 1-200 characters".into(),
+            });
         }
         let key = NewKey::generate();
         let id: Uuid = sqlx::query_scalar("select auth_create_tenant($1, $2, $3, $4, $5, $6)")
@@ -39,10 +42,8 @@ impl Database {
 
     /// The tenant a slug names, unless it is deleted.
     pub async fn tenant_id_by_slug(&self, slug: &Slug) -> Result<Option<TenantId>> {
-        let id: Option<Uuid> = sqlx::query_scalar("select auth_tenant_by_slug($1)")
-            .bind(slug.as_str())
-            .fetch_one(self.pool())
-            .await?;
+        let id: Option<Uuid> =
+            sqlx::query_scalar("select auth_tenant_by_slug($1)").bind(slug.as_str()).fetch_one(self.pool()).await?;
         Ok(id.map(TenantId::from_uuid))
     }
 }

@@ -41,15 +41,12 @@ pub struct Collection(String);
 
 impl Collection {
     pub fn parse(s: &str) -> Result<Self> {
-        let ok = (1..=64).contains(&s.len())
-            && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        let ok =
+            (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if ok {
             Ok(Self(s.to_owned()))
         } else {
-            Err(invalid(
-                "collection",
-                "a collection name is 1-64 lowercase letters, digits and underscores",
-            ))
+            Err(invalid("collection", "a collection name is 1-64 lowercase letters, digits and underscores"))
         }
     }
 
@@ -141,7 +138,8 @@ impl FilterValue {
 /// Metadata equality conditions, all of which must hold: for each `(key, value)` the item's
 /// top-level `metadata[key]` equals `value`, or is an array holding `value` (Qdrant's match
 /// semantics, reproduced in SQL). Keys are 1-64 ASCII letters, digits, `_` or `-`, so that no
-/// key can be read as a path by either backend.
+/// key can be read as a path by either backend. An integer condition is meant for integer
+/// metadata: PostgreSQL also matches `2` against a stored `2.0`, Qdrant does not.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MetadataFilter {
     conditions: Vec<(String, FilterValue)>,
@@ -156,13 +154,10 @@ impl MetadataFilter {
     /// Adds the condition `metadata[key] == value`:
     /// `MetadataFilter::new().equals("lang", "en")?.equals("tier", 2)?`.
     pub fn equals(mut self, key: &str, value: impl Into<FilterValue>) -> Result<Self> {
-        let key_ok = (1..=64).contains(&key.len())
-            && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let key_ok =
+            (1..=64).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
         if !key_ok {
-            return Err(invalid(
-                "filter",
-                "a metadata filter key is 1-64 ASCII letters, digits, '_' or '-'",
-            ));
+            return Err(invalid("filter", "a metadata filter key is 1-64 ASCII letters, digits, '_' or '-'"));
         }
         if self.conditions.len() >= MAX_FILTER_CONDITIONS {
             return Err(invalid(
@@ -226,10 +221,7 @@ pub enum VectorConfig {
     #[default]
     Pgvector,
     /// A Qdrant server over gRPC (`http://host:6334`).
-    Qdrant {
-        url: String,
-        api_key: Option<Secret<String>>,
-    },
+    Qdrant { url: String, api_key: Option<Secret<String>> },
 }
 
 /// The node's vector memory: whichever backend the configuration chose.
@@ -307,10 +299,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> StorageError {
 /// has no direction, so its cosine similarity is undefined). `what` names it in the message.
 fn check_embedding(what: &str, embedding: &[f32]) -> Result<()> {
     if embedding.len() != DIMENSIONS {
-        return Err(invalid(
-            "embedding",
-            format!("{what} has {} dimensions; expected {DIMENSIONS}", embedding.len()),
-        ));
+        return Err(invalid("embedding", format!("{what} has {} dimensions; expected {DIMENSIONS}", embedding.len())));
     }
     if let Some(i) = embedding.iter().position(|x| !x.is_finite()) {
         return Err(invalid("embedding", format!("{what} has a non-finite number at index {i}")));
@@ -324,10 +313,7 @@ fn check_embedding(what: &str, embedding: &[f32]) -> Result<()> {
 fn check_external_id(id: &str) -> Result<()> {
     let chars = id.chars().count();
     if chars == 0 || chars > MAX_EXTERNAL_ID_CHARS {
-        return Err(invalid(
-            "external_id",
-            format!("an external id is 1-{MAX_EXTERNAL_ID_CHARS} characters"),
-        ));
+        return Err(invalid("external_id", format!("an external id is 1-{MAX_EXTERNAL_ID_CHARS} characters")));
     }
     Ok(())
 }

@@ -5,6 +5,10 @@
 //! migrations (under an advisory lock, so parallel test processes build it once) and cloned
 //! per test in milliseconds. Databases are dropped when the `TestDb` is.
 
+// Tests reach PostgreSQL with raw SQL on purpose: to read the catalog and to attack row-level
+// security in ways the typed storage API cannot even express.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -88,14 +92,14 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
-        let db = self.db.clone();
         // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
+            // `with (force)` ends this test's pooled sessions; the pool itself lives on the
+            // test's runtime, which this thread must not wait for.
             rt.block_on(async move {
-                db.close().await;
                 if let Ok(options) = PgConnectOptions::from_str(&owner_url("postgres"))
                     && let Ok(mut admin) = options.connect().await
                 {
@@ -181,7 +185,9 @@ impl TestApp {
         let redis = test_redis().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("local addr");
-        let state = flywheel_gateway::AppState::new(test_db.db.clone(), redis.clone(), config);
+        let vector = flywheel_storage::vector::VectorMemory::from_config(&Default::default(), test_db.db.clone())
+            .expect("pgvector memory");
+        let state = flywheel_gateway::AppState::new(test_db.db.clone(), redis.clone(), vector, config);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(flywheel_gateway::serve(listener, state, async {
             let _ = rx.await;

@@ -15,9 +15,7 @@ use crate::error::ApiError;
 use crate::extract::{ListParams, ValidJson, path_id};
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/brand_core", get(list).post(create))
-        .route("/v1/brand_core/{id}", get(show).patch(update))
+    Router::new().route("/v1/brand_core", get(list).post(create)).route("/v1/brand_core/{id}", get(show).patch(update))
 }
 
 async fn create(
@@ -39,7 +37,11 @@ async fn show(State(state): State<AppState>, auth: Auth, Path(id): Path<String>)
     Ok(Json(row))
 }
 
-async fn list(State(state): State<AppState>, auth: Auth, params: ListParams) -> Result<Json<Page<BrandCore>>, ApiError> {
+async fn list(
+    State(state): State<AppState>,
+    auth: Auth,
+    params: ListParams,
+) -> Result<Json<Page<BrandCore>>, ApiError> {
     let mut tx = state.db().begin(auth.0.tenant_id).await?;
     let rows = repo::list(&mut tx, params.query).await?;
     tx.commit().await?;

@@ -15,9 +15,7 @@ use crate::error::ApiError;
 use crate::extract::{ListParams, ValidJson, path_id};
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/personas", get(list).post(create))
-        .route("/v1/personas/{id}", get(show).patch(update))
+    Router::new().route("/v1/personas", get(list).post(create)).route("/v1/personas/{id}", get(show).patch(update))
 }
 
 async fn create(

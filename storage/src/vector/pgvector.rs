@@ -82,16 +82,18 @@ impl VectorStore for PgVectorStore {
         filter: Option<&MetadataFilter>,
     ) -> Result<Vec<ScoredItem>> {
         let limit = check_search(query, limit)?;
-        // The conditions as `[[key, value], …]`: an array, so a key given twice keeps both.
+        // The conditions as `[[key, value], …]`: an array, so a key given twice keeps both. An
+        // item passes when no condition fails; a missing key makes a condition null, hence
+        // `is not true` rather than `not`.
         let conditions: Vec<serde_json::Value> = filter
             .map(|f| f.conditions().iter().map(|(k, v)| serde_json::json!([k, v.to_json()])).collect())
             .unwrap_or_default();
         let mut tx = self.db.begin(tenant).await?;
         // The HNSW index holds every tenant's vectors; row-level security and the filters apply
         // after the index scan. strict_order makes the scan continue (in exact distance order)
-        // until `limit` rows pass them, instead of returning fewer when other tenants' or
-        // non-matching vectors fill the first `ef_search` candidates. Both settings end with
-        // the transaction.
+        // until `limit` rows pass them — up to pgvector's `hnsw.max_scan_tuples`, 20,000 by
+        // default — instead of returning fewer when other tenants' or non-matching vectors fill
+        // the first `ef_search` candidates. Both settings end with the transaction.
         sqlx::query(
             "select set_config('hnsw.iterative_scan', 'strict_order', true),
                     set_config('hnsw.ef_search', $1, true)",
@@ -105,9 +107,9 @@ impl VectorStore for PgVectorStore {
               where tenant_id = $1 and collection = $2
                 and not exists (
                       select from jsonb_array_elements($5::jsonb) c
-                       where not (metadata -> (c ->> 0) = c -> 1
-                                  or (jsonb_typeof(metadata -> (c ->> 0)) = 'array'
-                                      and metadata -> (c ->> 0) @> jsonb_build_array(c -> 1))))
+                       where (metadata -> (c ->> 0) = c -> 1
+                              or (jsonb_typeof(metadata -> (c ->> 0)) = 'array'
+                                  and metadata -> (c ->> 0) @> jsonb_build_array(c -> 1))) is not true)
               order by embedding <=> $3
               limit $4",
         )
@@ -132,16 +134,16 @@ impl VectorStore for PgVectorStore {
             return Ok(());
         }
         let mut tx = self.db.begin(tenant).await?;
-        let done = sqlx::query(
-            "delete from memory_items where tenant_id = $1 and collection = $2 and external_id = any($3)",
-        )
-        .bind(tenant.as_uuid())
-        .bind(collection.as_str())
-        .bind(external_ids)
-        .execute(tx.conn())
-        .await?;
+        let done =
+            sqlx::query("delete from memory_items where tenant_id = $1 and collection = $2 and external_id = any($3)")
+                .bind(tenant.as_uuid())
+                .bind(collection.as_str())
+                .bind(external_ids)
+                .execute(tx.conn())
+                .await?;
         tx.commit().await?;
-        tracing::debug!(tenant_id = %tenant, collection = %collection, deleted = done.rows_affected(), "Vectors deleted.");
+        let deleted = done.rows_affected();
+        tracing::debug!(tenant_id = %tenant, collection = %collection, deleted, "Vectors deleted.");
         Ok(())
     }
 

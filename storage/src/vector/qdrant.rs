@@ -128,7 +128,9 @@ impl QdrantStore {
         }
         // Idempotent; also repairs a collection whose creator stopped before this step.
         self.client
-            .create_field_index(CreateFieldIndexCollectionBuilder::new(name, TENANT_FIELD, FieldType::Keyword).wait(true))
+            .create_field_index(
+                CreateFieldIndexCollectionBuilder::new(name, TENANT_FIELD, FieldType::Keyword).wait(true),
+            )
             .await
             .map_err(|e| storage_error("create payload index", e))?;
         self.remember(name);

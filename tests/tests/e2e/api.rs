@@ -9,9 +9,15 @@ use serde_json::{Value, json};
 /// A valid creation body for each collection.
 fn create_body(collection: &str) -> Value {
     match collection {
-        "brand_core" => json!({"positioning": "Shoes for dawn runners.", "tone": "Warm, exact.", "guidelines": {"colors": ["#123456"]}}),
-        "personas" => json!({"name": "Dawn runner", "description": "Runs before work.", "attributes": {"age": "30-45"}}),
-        "campaigns" => json!({"name": "Spring launch", "budget": {"amount": "1500.00", "currency": "USD"}, "channels": ["email", "instagram"]}),
+        "brand_core" => {
+            json!({"positioning": "Shoes for dawn runners.", "tone": "Warm, exact.", "guidelines": {"colors": ["#123456"]}})
+        }
+        "personas" => {
+            json!({"name": "Dawn runner", "description": "Runs before work.", "attributes": {"age": "30-45"}})
+        }
+        "campaigns" => {
+            json!({"name": "Spring launch", "budget": {"amount": "1500.00", "currency": "USD"}, "channels": ["email", "instagram"]})
+        }
         "leads" => json!({"email": "Ana@Example.com", "name": "Ana", "attributes": {"size": 39}}),
         other => panic!("no body for {other}"),
     }
@@ -31,7 +37,9 @@ fn update_body(collection: &str) -> Value {
 const COLLECTIONS: [&str; 4] = ["brand_core", "personas", "campaigns", "leads"];
 
 async fn create(app: &TestApp, tenant: &TestTenant, collection: &str) -> Value {
-    let (status, body) = app.call(Method::POST, &format!("/v1/{collection}"), Some(&tenant.owner_key), Some(create_body(collection))).await;
+    let (status, body) = app
+        .call(Method::POST, &format!("/v1/{collection}"), Some(&tenant.owner_key), Some(create_body(collection)))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{collection}: {body}");
     body
 }
@@ -43,7 +51,7 @@ async fn health_and_readiness() {
     assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
     let (status, body) = app.call(Method::GET, "/readyz", None, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["checks"], json!({"postgres": "ok", "redis": "ok"}));
+    assert_eq!(body["checks"], json!({"postgres": "ok", "redis": "ok", "vector": "ok"}));
 }
 
 #[tokio::test]
@@ -62,8 +70,9 @@ async fn crud_round_trips_for_every_resource() {
         let (status, got) = app.call(Method::GET, &format!("/v1/{collection}/{id}"), Some(&a.owner_key), None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(got, created, "{collection}: read what was written");
-        let (status, updated) =
-            app.call(Method::PATCH, &format!("/v1/{collection}/{id}"), Some(&a.owner_key), Some(update_body(collection))).await;
+        let (status, updated) = app
+            .call(Method::PATCH, &format!("/v1/{collection}/{id}"), Some(&a.owner_key), Some(update_body(collection)))
+            .await;
         assert_eq!(status, StatusCode::OK, "{collection}: {updated}");
         for (k, v) in update_body(collection).as_object().expect("object") {
             assert_eq!(&updated[k], v, "{collection}.{k} updated");
@@ -88,7 +97,12 @@ async fn patch_distinguishes_absent_from_null() {
     let app = TestApp::spawn().await;
     let a = app.tenant("patch").await;
     let (_, lead) = app
-        .call(Method::POST, "/v1/leads", Some(&a.owner_key), Some(json!({"email": "p@x.io", "phone": "+14155550123", "name": "P"})))
+        .call(
+            Method::POST,
+            "/v1/leads",
+            Some(&a.owner_key),
+            Some(json!({"email": "p@x.io", "phone": "+14155550123", "name": "P"})),
+        )
         .await;
     let path = format!("/v1/leads/{}", lead["id"].as_str().expect("id"));
     let (status, after) = app.call(Method::PATCH, &path, Some(&a.owner_key), Some(json!({"phone": null}))).await;
@@ -105,7 +119,8 @@ async fn pagination_walks_every_row_once() {
     let app = TestApp::spawn().await;
     let a = app.tenant("pages").await;
     for i in 0..7 {
-        let (s, _) = app.call(Method::POST, "/v1/personas", Some(&a.owner_key), Some(json!({"name": format!("P{i}")}))).await;
+        let (s, _) =
+            app.call(Method::POST, "/v1/personas", Some(&a.owner_key), Some(json!({"name": format!("P{i}")}))).await;
         assert_eq!(s, StatusCode::CREATED);
     }
     let mut seen = Vec::new();
@@ -117,14 +132,18 @@ async fn pagination_walks_every_row_once() {
         };
         let (status, page) = app.call(Method::GET, &path, Some(&a.owner_key), None).await;
         assert_eq!(status, StatusCode::OK);
-        seen.extend(page["data"].as_array().expect("data").iter().map(|p| p["name"].as_str().expect("name").to_owned()));
+        seen.extend(
+            page["data"].as_array().expect("data").iter().map(|p| p["name"].as_str().expect("name").to_owned()),
+        );
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => break,
         }
     }
     assert_eq!(seen, ["P6", "P5", "P4", "P3", "P2", "P1", "P0"]);
-    for (query, field) in [("limit=0", "limit"), ("limit=201", "limit"), ("limit=x", "limit"), ("cursor=nope", "cursor")] {
+    for (query, field) in
+        [("limit=0", "limit"), ("limit=201", "limit"), ("limit=x", "limit"), ("cursor=nope", "cursor")]
+    {
         let (status, err) = app.call(Method::GET, &format!("/v1/personas?{query}"), Some(&a.owner_key), None).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}");
         assert_eq!(err["error"]["field"], json!(field), "{query}");
@@ -181,9 +200,11 @@ async fn a_tenant_id_in_the_request_never_overrides_the_keys() {
         assert_eq!(resp.status(), StatusCode::CREATED);
         let created: Value = resp.json().await.expect("json");
         assert_eq!(created["tenant_id"], json!(a.id.to_string()), "{collection}: created under the key's tenant");
-        let (_, page) = app.call(Method::GET, &format!("/v1/{collection}?tenant_id={}", b.id), Some(&b.owner_key), None).await;
+        let (_, page) =
+            app.call(Method::GET, &format!("/v1/{collection}?tenant_id={}", b.id), Some(&b.owner_key), None).await;
         assert_eq!(page["data"], json!([]), "{collection}: nothing landed in B");
-        let (_, page) = app.call(Method::GET, &format!("/v1/{collection}?tenant_id={}", a.id), Some(&b.owner_key), None).await;
+        let (_, page) =
+            app.call(Method::GET, &format!("/v1/{collection}?tenant_id={}", a.id), Some(&b.owner_key), None).await;
         assert_eq!(page["data"], json!([]), "{collection}: B cannot list A's by asking");
         // A PATCH carrying a tenant_id changes nothing about ownership either.
         let path = format!("/v1/{collection}/{}", created["id"].as_str().expect("id"));
@@ -208,13 +229,15 @@ async fn roles_viewers_and_approvers_cannot_write() {
         let existing = create(&app, &a, collection).await;
         let path = format!("/v1/{collection}/{}", existing["id"].as_str().expect("id"));
         for key in [&viewer, &approver] {
-            let (status, err) = app.call(Method::POST, &format!("/v1/{collection}"), Some(key), Some(create_body(collection))).await;
+            let (status, err) =
+                app.call(Method::POST, &format!("/v1/{collection}"), Some(key), Some(create_body(collection))).await;
             assert_eq!(status, StatusCode::FORBIDDEN, "{collection}: {err}");
             assert_eq!(err["error"]["code"], json!("forbidden"));
             let (status, _) = app.call(Method::PATCH, &path, Some(key), Some(update_body(collection))).await;
             assert_eq!(status, StatusCode::FORBIDDEN);
             // The role check comes before the body is looked at.
-            let (status, _) = app.call(Method::POST, &format!("/v1/{collection}"), Some(key), Some(json!({"bogus": 1}))).await;
+            let (status, _) =
+                app.call(Method::POST, &format!("/v1/{collection}"), Some(key), Some(json!({"bogus": 1}))).await;
             assert_eq!(status, StatusCode::FORBIDDEN);
             let (status, got) = app.call(Method::GET, &path, Some(key), None).await;
             assert_eq!((status, got), (StatusCode::OK, existing.clone()), "reading is allowed");
@@ -230,9 +253,10 @@ async fn authentication_failures_are_401_with_a_json_body() {
     let a = app.tenant("auth").await;
     let revoked = {
         let mut tx = app.db().begin(a.id).await.expect("begin");
-        let (id, key) = flywheel_storage::api_keys::create(&mut tx, "k", Role::Owner, &flywheel_storage::audit::Actor::System)
-            .await
-            .expect("key");
+        let (id, key) =
+            flywheel_storage::api_keys::create(&mut tx, "k", Role::Owner, &flywheel_storage::audit::Actor::System)
+                .await
+                .expect("key");
         flywheel_storage::api_keys::revoke(&mut tx, id, &flywheel_storage::audit::Actor::System).await.expect("revoke");
         tx.commit().await.expect("commit");
         key.plain.expose().clone()
@@ -243,7 +267,8 @@ async fn authentication_failures_are_401_with_a_json_body() {
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{key:?}");
         assert_eq!(err["error"]["code"], json!("unauthorized"));
     }
-    let resp = app.client.get(app.url("/v1/leads")).header("Authorization", "Basic Zm9vOmJhcg==").send().await.expect("send");
+    let resp =
+        app.client.get(app.url("/v1/leads")).header("Authorization", "Basic Zm9vOmJhcg==").send().await.expect("send");
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(resp.headers().get("www-authenticate").and_then(|v| v.to_str().ok()), Some("Bearer"));
 }
@@ -269,7 +294,8 @@ async fn bad_input_gets_the_right_status_and_names_the_field() {
 
     // Too large: 413.
     let big = json!({"positioning": "x".repeat(70 * 1024), "tone": "t"});
-    let resp = send_raw("/v1/brand_core", "application/json", serde_json::to_vec(&big).expect("bytes")).await.expect("send");
+    let resp =
+        send_raw("/v1/brand_core", "application/json", serde_json::to_vec(&big).expect("bytes")).await.expect("send");
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let err: Value = resp.json().await.expect("json");
     assert_eq!(err["error"]["code"], json!("payload_too_large"));
@@ -321,9 +347,13 @@ async fn unique_values_are_per_tenant_and_a_duplicate_is_409_naming_the_field() 
         assert_eq!(status, StatusCode::CREATED, "the same email in two tenants is fine");
     }
     // Case does not make it a different person.
-    let (status, err) = app.call(Method::POST, "/v1/leads", Some(&a.owner_key), Some(json!({"email": "SAME@example.com"}))).await;
+    let (status, err) =
+        app.call(Method::POST, "/v1/leads", Some(&a.owner_key), Some(json!({"email": "SAME@example.com"}))).await;
     assert_eq!(status, StatusCode::CONFLICT);
-    assert_eq!(err["error"], json!({"code": "conflict", "message": "email is already taken by another record", "field": "email"}));
+    assert_eq!(
+        err["error"],
+        json!({"code": "conflict", "message": "email is already taken by another record", "field": "email"})
+    );
     // Renaming a persona onto another's name is a conflict too.
     let (_, p1) = app.call(Method::POST, "/v1/personas", Some(&a.owner_key), Some(json!({"name": "One"}))).await;
     let (_, _p2) = app.call(Method::POST, "/v1/personas", Some(&a.owner_key), Some(json!({"name": "Two"}))).await;
@@ -336,7 +366,11 @@ async fn unique_values_are_per_tenant_and_a_duplicate_is_409_naming_the_field() 
     let mut app_conn = app.test_db.app().await;
     for t in [&a, &b] {
         let mut tx = sqlx::Connection::begin(&mut app_conn).await.expect("begin");
-        sqlx::query("select set_config('app.tenant_id', $1, true)").bind(t.id.to_string()).execute(&mut *tx).await.expect("set");
+        sqlx::query("select set_config('app.tenant_id', $1, true)")
+            .bind(t.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .expect("set");
         sqlx::query("insert into affiliates (tenant_id, id, name, referral_code, commission_rate) values ($1, gen_random_uuid(), 'x', 'JANE20', 0.1)")
             .bind(t.id.as_uuid())
             .execute(&mut *tx)
@@ -345,7 +379,11 @@ async fn unique_values_are_per_tenant_and_a_duplicate_is_409_naming_the_field() 
         tx.commit().await.expect("commit");
     }
     let mut tx = sqlx::Connection::begin(&mut app_conn).await.expect("begin");
-    sqlx::query("select set_config('app.tenant_id', $1, true)").bind(a.id.to_string()).execute(&mut *tx).await.expect("set");
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(a.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("set");
     let err = sqlx::query("insert into affiliates (tenant_id, id, name, referral_code, commission_rate) values ($1, gen_random_uuid(), 'y', 'JANE20', 0.1)")
         .bind(a.id.as_uuid())
         .execute(&mut *tx)
@@ -366,7 +404,11 @@ async fn a_suspended_tenants_keys_stop_working() {
     let mut owner = app.test_db.owner().await;
     // Suspension is an operator action (the admin plane arrives with the cluster issue).
     let mut tx = sqlx::Connection::begin(&mut owner).await.expect("begin");
-    sqlx::query("select set_config('app.tenant_id', $1, true)").bind(a.id.to_string()).execute(&mut *tx).await.expect("set");
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(a.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("set");
     let done = sqlx::query("update tenants set status = 'suspended' where id = $1")
         .bind(a.id.as_uuid())
         .execute(&mut *tx)

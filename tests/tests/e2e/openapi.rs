@@ -32,7 +32,10 @@ async fn the_openapi_document_is_served_complete_and_true_to_the_router() {
         assert!(doc.pointer(pointer).is_some(), "unresolved $ref {r}");
     }
     let ops = flywheel_gateway::openapi::OPERATIONS;
-    assert_eq!(doc["paths"].as_object().map(|p| p.values().map(|v| v.as_object().map_or(0, |o| o.len())).sum::<usize>()), Some(ops.len()));
+    assert_eq!(
+        doc["paths"].as_object().map(|p| p.values().map(|v| v.as_object().map_or(0, |o| o.len())).sum::<usize>()),
+        Some(ops.len())
+    );
     for op in ops {
         let path = op.path.replace("{id}", &uuid::Uuid::now_v7().to_string());
         let method = Method::from_bytes(op.method.to_uppercase().as_bytes()).expect("method");

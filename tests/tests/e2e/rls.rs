@@ -51,7 +51,8 @@ async fn isolation_problems(conn: &mut PgConnection) -> Vec<String> {
             .expect("read pg_policies");
             match policy {
                 Some((Some(qual), Some(check)))
-                    if qual.contains("current_setting('app.tenant_id'") && check.contains("current_setting('app.tenant_id'") => {}
+                    if qual.contains("current_setting('app.tenant_id'")
+                        && check.contains("current_setting('app.tenant_id'") => {}
                 _ => problems.push(format!("{name}: no tenant policy on app.tenant_id for USING and WITH CHECK")),
             }
         }
@@ -72,7 +73,11 @@ async fn isolation_problems(conn: &mut PgConnection) -> Vec<String> {
     .await
     .expect("read pg_constraint");
     for fk in fks {
-        problems.push(format!("{}: foreign key {} does not include tenant_id", fk.get::<String, _>("tbl"), fk.get::<String, _>("name")));
+        problems.push(format!(
+            "{}: foreign key {} does not include tenant_id",
+            fk.get::<String, _>("tbl"),
+            fk.get::<String, _>("name")
+        ));
     }
     // Unique keys of tenant tables include tenant_id (except the global API key hash).
     let uniques = sqlx::query(
@@ -88,7 +93,11 @@ async fn isolation_problems(conn: &mut PgConnection) -> Vec<String> {
     .await
     .expect("read unique constraints");
     for u in uniques {
-        problems.push(format!("{}: unique key {} does not include tenant_id", u.get::<String, _>("tbl"), u.get::<String, _>("name")));
+        problems.push(format!(
+            "{}: unique key {} does not include tenant_id",
+            u.get::<String, _>("tbl"),
+            u.get::<String, _>("name")
+        ));
     }
     problems
 }
@@ -197,7 +206,9 @@ async fn tenant_tables(conn: &mut PgConnection) -> Vec<TenantTable> {
                         .unwrap_or_else(|e| panic!("partition bound {lower}: {e}"))
                 }
                 // The default partition holds what no monthly partition covers.
-                None => chrono::DateTime::parse_from_rfc3339("2199-06-01T00:00:00Z").expect("date").with_timezone(&chrono::Utc),
+                None => chrono::DateTime::parse_from_rfc3339("2199-06-01T00:00:00Z")
+                    .expect("date")
+                    .with_timezone(&chrono::Utc),
             });
             TenantTable { name: r.get("name"), parent: r.get("parent"), at }
         })
@@ -266,8 +277,10 @@ async fn count(tx: &mut sqlx::Transaction<'_, sqlx::Postgres>, table: &str, id: 
 #[tokio::test]
 async fn cross_tenant_matrix_over_every_tenant_table() {
     let t = TestDb::new().await;
-    let a = t.db.create_tenant("A", &Slug::parse("tenant-a").expect("slug"), "test").await.expect("A").tenant_id.as_uuid();
-    let b = t.db.create_tenant("B", &Slug::parse("tenant-b").expect("slug"), "test").await.expect("B").tenant_id.as_uuid();
+    let a =
+        t.db.create_tenant("A", &Slug::parse("tenant-a").expect("slug"), "test").await.expect("A").tenant_id.as_uuid();
+    let b =
+        t.db.create_tenant("B", &Slug::parse("tenant-b").expect("slug"), "test").await.expect("B").tenant_id.as_uuid();
     let mut owner = t.owner().await;
     let tables = tenant_tables(&mut owner).await;
     assert!(tables.len() >= 23, "expected every tenant table and partition, got {}", tables.len());
@@ -285,14 +298,21 @@ async fn cross_tenant_matrix_over_every_tenant_table() {
         {
             let mut tx = as_tenant(&mut app, b).await;
             assert_eq!(count(&mut tx, name, Some(id)).await, 0, "{name}: B sees A's row by id");
-            assert_eq!(count(&mut tx, name, None).await, 0, "{name}: B sees A's rows");
+            let others: i64 =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from {name} where tenant_id <> $1")))
+                    .bind(b)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("count");
+            assert_eq!(others, 0, "{name}: B sees rows of another tenant");
             let updated = affected(&mut tx, format!("update {name} set tenant_id = tenant_id where id = $1"), id).await;
             assert_eq!(updated, 0, "{name}: B updated A's row");
             let deleted = affected(&mut tx, format!("delete from {name} where id = $1"), id).await;
             assert_eq!(deleted, 0, "{name}: B deleted A's row");
             // B cannot write a row in A's name.
             sqlx::query("savepoint s").execute(&mut *tx).await.expect("savepoint");
-            let err = insert_fixture(&mut tx, table, a, Uuid::now_v7()).await.expect_err("insert as A from B's transaction");
+            let err =
+                insert_fixture(&mut tx, table, a, Uuid::now_v7()).await.expect_err("insert as A from B's transaction");
             assert!(is_rls_violation(&err), "{name}: expected an RLS violation, got {err}");
             sqlx::query("rollback to savepoint s").execute(&mut *tx).await.expect("rollback");
             tx.commit().await.expect("commit");
@@ -343,7 +363,10 @@ async fn a_foreign_key_to_another_tenants_row_fails() {
         for (sql, id) in [
             ("insert into campaigns (tenant_id, id, name) values ($1, $2, 'c')", campaign),
             ("insert into leads (tenant_id, id, email) values ($1, $2, 'x@y.io')", lead),
-            ("insert into affiliates (tenant_id, id, name, referral_code, commission_rate) values ($1, $2, 'a', 'abc', 0.1)", affiliate),
+            (
+                "insert into affiliates (tenant_id, id, name, referral_code, commission_rate) values ($1, $2, 'a', 'abc', 0.1)",
+                affiliate,
+            ),
             ("insert into agent_runs (tenant_id, id, agent) values ($1, $2, 'branding')", run),
         ] {
             sqlx::query(sql).bind(a).bind(id).execute(&mut *tx).await.expect("A's parent rows");
@@ -351,14 +374,35 @@ async fn a_foreign_key_to_another_tenants_row_fails() {
         tx.commit().await.expect("commit");
     }
     let attempts = [
-        ("insert into leads (tenant_id, id, email, campaign_id) values ($1, gen_random_uuid(), 'z@y.io', $2)", campaign),
-        ("insert into content_assets (tenant_id, id, type, title, campaign_id) values ($1, gen_random_uuid(), 'blog', 't', $2)", campaign),
+        (
+            "insert into leads (tenant_id, id, email, campaign_id) values ($1, gen_random_uuid(), 'z@y.io', $2)",
+            campaign,
+        ),
+        (
+            "insert into content_assets (tenant_id, id, type, title, campaign_id) values ($1, gen_random_uuid(), 'blog', 't', $2)",
+            campaign,
+        ),
         ("insert into emails (tenant_id, id, type, lead_id) values ($1, gen_random_uuid(), 'campaign', $2)", lead),
-        ("insert into events (tenant_id, id, event_type, occurred_at, lead_id) values ($1, gen_random_uuid(), 'click', now(), $2)", lead),
-        ("insert into leads (tenant_id, id, email, affiliate_id) values ($1, gen_random_uuid(), 'w@y.io', $2)", affiliate),
-        ("insert into affiliate_events (tenant_id, id, affiliate_id, occurred_at, event_type) values ($1, gen_random_uuid(), $2, now(), 'click')", affiliate),
-        ("insert into run_steps (tenant_id, id, run_id, name, idempotency_key) values ($1, gen_random_uuid(), $2, 's', 'k')", run),
-        ("insert into approvals (tenant_id, id, run_id, kind, artifact) values ($1, gen_random_uuid(), $2, 'brand_positioning', '{}')", run),
+        (
+            "insert into events (tenant_id, id, event_type, occurred_at, lead_id) values ($1, gen_random_uuid(), 'click', now(), $2)",
+            lead,
+        ),
+        (
+            "insert into leads (tenant_id, id, email, affiliate_id) values ($1, gen_random_uuid(), 'w@y.io', $2)",
+            affiliate,
+        ),
+        (
+            "insert into affiliate_events (tenant_id, id, affiliate_id, occurred_at, event_type) values ($1, gen_random_uuid(), $2, now(), 'click')",
+            affiliate,
+        ),
+        (
+            "insert into run_steps (tenant_id, id, run_id, name, idempotency_key) values ($1, gen_random_uuid(), $2, 's', 'k')",
+            run,
+        ),
+        (
+            "insert into approvals (tenant_id, id, run_id, kind, artifact) values ($1, gen_random_uuid(), $2, 'brand_positioning', '{}')",
+            run,
+        ),
     ];
     for (sql, parent) in attempts {
         let mut tx = as_tenant(&mut app, b).await;
