@@ -63,6 +63,22 @@ pub struct Config {
     #[arg(long, env = "FLYWHEEL_PARTITION_MONTHS_AHEAD", default_value_t = 3)]
     pub partition_months_ahead: u32,
 
+    /// Seconds without work after which a tenant's supervisor is passivated.
+    #[arg(long, env = "FLYWHEEL_TENANT_IDLE_SECS", default_value_t = 300)]
+    pub tenant_idle_secs: u64,
+
+    /// Seconds between sweeps that resume queued and running runs.
+    #[arg(long, env = "FLYWHEEL_RUN_SWEEP_SECS", default_value_t = 15)]
+    pub run_sweep_secs: u64,
+
+    /// Restart intensity: a run fails when its step fails more than this many times within
+    /// FLYWHEEL_RESTART_WINDOW_SECS.
+    #[arg(long, env = "FLYWHEEL_MAX_RESTARTS", default_value_t = 3)]
+    pub max_restarts: u32,
+
+    #[arg(long, env = "FLYWHEEL_RESTART_WINDOW_SECS", default_value_t = 10)]
+    pub restart_window_secs: u64,
+
     /// Log format: `text` for people, `json` for log pipelines. Levels come from RUST_LOG.
     #[arg(long, env = "FLYWHEEL_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -107,6 +123,16 @@ impl Config {
 
     pub fn owner_url(&self) -> Secret<String> {
         Secret::new(self.owner_database_url.clone())
+    }
+
+    pub fn runtime(&self) -> flywheel_supervisor::RuntimeConfig {
+        flywheel_supervisor::RuntimeConfig {
+            idle_timeout: std::time::Duration::from_secs(self.tenant_idle_secs),
+            sweep_interval: std::time::Duration::from_secs(self.run_sweep_secs.max(1)),
+            max_restarts: self.max_restarts,
+            restart_window: std::time::Duration::from_secs(self.restart_window_secs),
+            ..Default::default()
+        }
     }
 
     pub fn gateway(&self) -> flywheel_gateway::GatewayConfig {

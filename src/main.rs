@@ -130,7 +130,10 @@ async fn node(config: &Config) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let maintenance = tokio::spawn(partition_maintenance(db.clone(), config.partition_months_ahead, stop_rx.clone()));
     let mut stop_for_http = stop_rx;
-    let state = AppState::new(db.clone(), redis.clone(), vector, config.gateway());
+    let runtime = flywheel_supervisor::Runtime::start(db.clone(), redis.clone(), agents(), config.runtime())
+        .await
+        .context("start the actor runtime")?;
+    let state = AppState::new(db.clone(), redis.clone(), vector, runtime.clone(), config.gateway());
     let server = tokio::spawn(flywheel_gateway::serve(listener, state, async move {
         let _ = stop_for_http.wait_for(|stop| *stop).await;
     }));
@@ -139,11 +142,17 @@ async fn node(config: &Config) -> Result<()> {
     info!("Shutting down: finishing in-flight requests.");
     let _ = stop_tx.send(true);
     server.await.context("HTTP server task")?.context("HTTP server")?;
+    runtime.stop();
     let _ = maintenance.await;
     redis.quit().await;
     db.close().await;
     info!("Stopped.");
     Ok(())
+}
+
+/// The agents this node runs.
+fn agents() -> flywheel_actors::agent::Registry {
+    flywheel_actors::agent::Registry::default()
 }
 
 /// Keeps the coming months' event partitions created, hourly.

@@ -3,11 +3,13 @@
 //! named after it. Input types deny unknown fields so that a schema property without a Rust
 //! field (or the reverse) fails the examples' round-trip test instead of drifting.
 
+pub mod approval;
 pub mod brand_core;
 pub mod campaign;
 pub mod error;
 pub mod lead;
 pub mod persona;
+pub mod run;
 pub mod tenant;
 
 use serde::{Deserialize, Serialize};

@@ -70,6 +70,9 @@ id_type!(LandingPageId);
 id_type!(AffiliateId);
 id_type!(UserId);
 id_type!(MemoryItemId);
+id_type!(RunId);
+id_type!(RunStepId);
+id_type!(ApprovalId);
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod email;
 pub mod events;
+pub mod hot;
 pub mod ids;
 pub mod money;
 pub mod patch;

@@ -3,8 +3,9 @@
 //!
 //! Layout: one file per resource under `contracts/api/` (`campaign.json`, …) holding
 //! `$defs/resource` (what the API returns), `$defs/create` (POST body) and `$defs/update`
-//! (PATCH body); shared definitions (money, ids, dates) in `common.json`. Files reference each
-//! other by their `$id`, resolved from this registry alone: nothing is fetched.
+//! (PATCH body), and any other body or view the resource has (`approval.json#/$defs/decision`,
+//! `run.json#/$defs/detail`); shared definitions (money, ids, dates) in `common.json`. Files
+//! reference each other by their `$id`, resolved from this registry alone: nothing is fetched.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -23,6 +24,8 @@ pub const DOCUMENTS: &[(&str, &str)] = &[
     ("api/persona.json", include_str!("../api/persona.json")),
     ("api/campaign.json", include_str!("../api/campaign.json")),
     ("api/lead.json", include_str!("../api/lead.json")),
+    ("api/run.json", include_str!("../api/run.json")),
+    ("api/approval.json", include_str!("../api/approval.json")),
     ("events/event.schema.json", include_str!("../events/event.schema.json")),
 ];
 
@@ -61,6 +64,13 @@ pub const CAMPAIGN_UPDATE: SchemaRef = SchemaRef::api("api/campaign.json", "upda
 pub const LEAD: SchemaRef = SchemaRef::api("api/lead.json", "resource");
 pub const LEAD_CREATE: SchemaRef = SchemaRef::api("api/lead.json", "create");
 pub const LEAD_UPDATE: SchemaRef = SchemaRef::api("api/lead.json", "update");
+pub const RUN: SchemaRef = SchemaRef::api("api/run.json", "resource");
+pub const RUN_DETAIL: SchemaRef = SchemaRef::api("api/run.json", "detail");
+pub const RUN_CREATE: SchemaRef = SchemaRef::api("api/run.json", "create");
+/// The `input` of a branding run: checked on its own once the URL has named the agent.
+pub const BRANDING_INPUT: SchemaRef = SchemaRef::api("api/run.json", "branding_input");
+pub const APPROVAL: SchemaRef = SchemaRef::api("api/approval.json", "resource");
+pub const DECISION_REQUEST: SchemaRef = SchemaRef::api("api/approval.json", "decision");
 pub const EVENT: SchemaRef = SchemaRef { document: "events/event.schema.json", definition: None };
 
 /// Every schema the API uses, for the OpenAPI document and for tests.
@@ -80,6 +90,12 @@ pub const ALL: &[SchemaRef] = &[
     LEAD,
     LEAD_CREATE,
     LEAD_UPDATE,
+    RUN,
+    RUN_DETAIL,
+    RUN_CREATE,
+    BRANDING_INPUT,
+    APPROVAL,
+    DECISION_REQUEST,
     EVENT,
 ];
 

@@ -7,11 +7,13 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use flywheel_contracts::api::approval::{Approval, ApprovalKind, ApprovalStatus, Decision, DecisionRequest};
 use flywheel_contracts::api::brand_core::{BrandCore, BrandCoreCreate, BrandCoreUpdate, BrandStatus};
 use flywheel_contracts::api::campaign::{Campaign, CampaignCreate, CampaignStatus, CampaignUpdate, Channel};
 use flywheel_contracts::api::error::ErrorBody;
 use flywheel_contracts::api::lead::{Lead, LeadCreate, LeadStatus, LeadUpdate};
 use flywheel_contracts::api::persona::{Persona, PersonaCreate, PersonaUpdate};
+use flywheel_contracts::api::run::{AgentName, BrandingInput, Run, RunCreate, RunDetail, RunStatus, StepStatus};
 use flywheel_contracts::api::tenant::{Tenant, TenantCreated, TenantStatus};
 use flywheel_contracts::events::{EventSource, EventType, TrackingEvent};
 use flywheel_contracts::schema::{self, SchemaRef};
@@ -34,17 +36,19 @@ fn round_trip<T: DeserializeOwned + Serialize>(value: &Value) -> Result<Value, S
 /// The wire names of a Rust struct's fields, as serde's derive lists them.
 type FieldNames = fn() -> Vec<&'static str>;
 
-fn rust_fields<T: DeserializeOwned>() -> Vec<&'static str> {
-    let mut fields = Vec::new();
-    // Fails by design once the struct has told its fields.
-    let _ = T::deserialize(StructFields(&mut fields));
-    fields
+/// The wire names of a struct's fields or of an enum's variants, as serde's derive lists them.
+fn serde_names<T: DeserializeOwned>() -> Vec<&'static str> {
+    let mut names = Vec::new();
+    // Fails by design once the type has told its names.
+    let _ = T::deserialize(DeclaredNames(&mut names));
+    names
 }
 
-/// A deserializer that only records the field list serde's derive passes to `deserialize_struct`.
-struct StructFields<'a>(&'a mut Vec<&'static str>);
+/// A deserializer that only records the names serde's derive passes to `deserialize_struct`
+/// (fields) or `deserialize_enum` (variants).
+struct DeclaredNames<'a>(&'a mut Vec<&'static str>);
 
-impl<'de> serde::Deserializer<'de> for StructFields<'_> {
+impl<'de> serde::Deserializer<'de> for DeclaredNames<'_> {
     type Error = serde::de::value::Error;
 
     fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
@@ -61,9 +65,19 @@ impl<'de> serde::Deserializer<'de> for StructFields<'_> {
         Err(serde::de::Error::custom("fields recorded"))
     }
 
+    fn deserialize_enum<V: serde::de::Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0.extend_from_slice(variants);
+        Err(serde::de::Error::custom("variants recorded"))
+    }
+
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
-        unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        unit unit_struct newtype_struct seq tuple tuple_struct map identifier ignored_any
     }
 }
 
@@ -82,7 +96,7 @@ const fn contract<T: DeserializeOwned + Serialize>(
     definition: &'static str,
     schema: SchemaRef,
 ) -> Contract {
-    Contract { document, definition, schema, round_trip: round_trip::<T>, fields: rust_fields::<T> }
+    Contract { document, definition, schema, round_trip: round_trip::<T>, fields: serde_names::<T> }
 }
 
 const TABLE: &[Contract] = &[
@@ -101,6 +115,12 @@ const TABLE: &[Contract] = &[
     contract::<Lead>("lead", "resource", schema::LEAD),
     contract::<LeadCreate>("lead", "create", schema::LEAD_CREATE),
     contract::<LeadUpdate>("lead", "update", schema::LEAD_UPDATE),
+    contract::<Run>("run", "resource", schema::RUN),
+    contract::<RunDetail>("run", "detail", schema::RUN_DETAIL),
+    contract::<RunCreate>("run", "create", schema::RUN_CREATE),
+    contract::<BrandingInput>("run", "branding_input", schema::BRANDING_INPUT),
+    contract::<Approval>("approval", "resource", schema::APPROVAL),
+    contract::<DecisionRequest>("approval", "decision", schema::DECISION_REQUEST),
     contract::<TrackingEvent>("event", "", schema::EVENT),
 ];
 
@@ -119,6 +139,13 @@ const INVALID: &[(&str, Option<&str>)] = &[
     ("campaign.update.null_name.json", Some("name")),
     ("brand_core.create.empty_tone.json", Some("tone")),
     ("persona.create.no_name.json", Some("name")),
+    ("run.create.no_input.json", Some("input")),
+    ("run.create.input_not_wrapped.json", Some("company_name")),
+    ("run.branding_input.no_goals.json", Some("goals")),
+    ("run.branding_input.empty_goal.json", Some("goals.1")),
+    ("run.branding_input.competitor_without_name.json", Some("competitors.0.name")),
+    ("approval.decision.edit_without_artifact.json", Some("artifact")),
+    ("approval.decision.unknown_decision.json", Some("decision")),
     ("event.purchase.no_amount.json", Some("properties.amount")),
     ("event.purchase.no_properties.json", Some("properties")),
     ("event.form_submit.no_form_id.json", Some("properties.form_id")),
@@ -280,11 +307,20 @@ fn definition(schema: SchemaRef) -> &'static Value {
     }
 }
 
+/// Request bodies that are neither a `create` nor an `update`: the bodies of actions.
+const ACTION_BODIES: &[SchemaRef] = &[schema::DECISION_REQUEST];
+
+/// Whether a schema is a whole request body, whose top-level `tenant_id` the gateway strips.
+/// A schema of a part of a body (`branding_input`, a run's `input`) is not one.
+fn is_body(schema: SchemaRef) -> bool {
+    matches!(schema.definition, Some("create" | "update")) || ACTION_BODIES.contains(&schema)
+}
+
 /// The top-level properties a schema declares for the Rust type: all but the `tenant_id` that
 /// bodies tolerate and the gateway strips.
 fn schema_properties(contract: &Contract) -> BTreeSet<&'static str> {
     let properties = definition(contract.schema)["properties"].as_object().expect("an object schema");
-    let is_body = matches!(contract.definition, "create" | "update");
+    let is_body = is_body(contract.schema);
     properties.keys().map(String::as_str).filter(|p| !(is_body && *p == "tenant_id")).collect()
 }
 
@@ -301,6 +337,10 @@ fn schema_properties_are_the_rust_fields() {
 fn rust_keeps(contract: &Contract, value: &Value) -> bool {
     (contract.round_trip)(value).is_ok_and(|back| back == *value)
 }
+
+/// Schemas that require a field only when another has a given value; their Rust types leave it
+/// optional and the code that handles them checks the rule again.
+const CONDITIONAL: &[SchemaRef] = &[schema::EVENT, schema::DECISION_REQUEST];
 
 #[test]
 fn optionality_and_nullability_are_those_of_the_rust_types() {
@@ -324,8 +364,9 @@ fn optionality_and_nullability_are_those_of_the_rust_types() {
             if without.as_object_mut().expect("object").remove(property).is_some() {
                 let (in_schema, in_rust) =
                     (validate(contract.schema, &without).is_ok(), rust_keeps(contract, &without));
-                // An event's type-specific rules need fields the Rust type leaves optional.
-                let conditional = contract.schema == schema::EVENT && !in_schema;
+                // An event's type-specific rules, and a decision's artifact required for `edit`,
+                // need fields the Rust type leaves optional.
+                let conditional = CONDITIONAL.contains(&contract.schema) && !in_schema;
                 assert!(
                     in_schema == in_rust || conditional,
                     "{uri} without {property}: schema {in_schema}, Rust {in_rust}"
@@ -399,7 +440,7 @@ fn bodies_and_resources_are_closed_and_bodies_tolerate_tenant_id() {
     for schema in schema::ALL.iter() {
         let def = definition(*schema);
         assert_eq!(def["additionalProperties"], false, "{} is open", schema.uri());
-        if matches!(schema.definition, Some("create" | "update")) {
+        if is_body(*schema) {
             assert_eq!(def["properties"]["tenant_id"], tenant_id, "{}: tenant_id", schema.uri());
             assert!(
                 def.get("required").and_then(Value::as_array).is_none_or(|r| !r.contains(&json!("tenant_id"))),
@@ -425,9 +466,12 @@ fn schema_enum(document: &str, pointer: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every value a schema enum lists deserializes into the Rust enum and serializes back.
+/// A schema enum lists exactly the Rust enum's variants, in the same order, and each value
+/// deserializes into the Rust enum and serializes back.
 fn assert_enum_matches<T: DeserializeOwned + Serialize>(document: &str, pointer: &str) {
-    for value in schema_enum(document, pointer) {
+    let values = schema_enum(document, pointer);
+    assert_eq!(values, serde_names::<T>(), "{document}#{pointer} and {}", std::any::type_name::<T>());
+    for value in values {
         let back = round_trip::<T>(&json!(value));
         assert_eq!(back, Ok(json!(value)), "{document}#{pointer}: {value}");
     }
@@ -442,6 +486,17 @@ fn schema_enums_are_the_rust_enums() {
     assert_enum_matches::<CampaignStatus>("api/campaign.json", "/$defs/status");
     assert_enum_matches::<Channel>("api/campaign.json", "/$defs/channel");
     assert_enum_matches::<LeadStatus>("api/lead.json", "/$defs/status");
+    assert_enum_matches::<AgentName>("api/run.json", "/$defs/agent");
+    assert_eq!(schema_enum("api/run.json", "/$defs/agent"), AgentName::ALL.map(|a| a.as_str().to_owned()).to_vec());
+    assert_enum_matches::<RunStatus>("api/run.json", "/$defs/status");
+    assert_enum_matches::<StepStatus>("api/run.json", "/$defs/step_status");
+    assert_enum_matches::<ApprovalKind>("api/approval.json", "/$defs/kind");
+    assert_enum_matches::<ApprovalStatus>("api/approval.json", "/$defs/status");
+    assert_enum_matches::<Decision>("api/approval.json", "/$defs/decision_value");
+    let roles = schema::document("api/approval.json").expect("shipped")["$defs"]["resource"]["properties"]
+        ["allowed_roles"]["maxItems"]
+        .clone();
+    assert_eq!(roles, json!(Role::ALL.len()), "allowed_roles.maxItems is the number of roles");
     let channels = schema_enum("api/campaign.json", "/$defs/channel");
     let max_items = schema::document("api/campaign.json").expect("shipped")["$defs"]["channels"]["maxItems"].clone();
     assert_eq!(max_items, json!(channels.len()), "channels.maxItems is the number of channels");
@@ -469,6 +524,42 @@ fn event_types_are_those_the_database_accepts() {
     let in_sql: Vec<&str> = list.split(',').map(|s| s.trim().trim_matches('\'')).collect();
     let in_rust: Vec<&str> = EventType::ALL.iter().map(EventType::as_str).collect();
     assert_eq!(in_rust, in_sql);
+}
+
+/// The values of the `check ({column} in (...))` constraint of `table` in a migration.
+fn sql_check(migration: &str, table: &str, column: &str) -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../migrations").join(migration);
+    let sql = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let create = format!("create table {table} (");
+    let alter = format!("alter table {table} add column {column} ");
+    let start = sql.find(&create).or_else(|| sql.find(&alter)).unwrap_or_else(|| panic!("{migration}: no {table}"));
+    let statement = &sql[start..];
+    let statement = &statement[..statement.find(";\n").unwrap_or(statement.len())];
+    let opening = format!("check ({column} in (");
+    let at = statement.find(&opening).unwrap_or_else(|| panic!("{migration}: no {table}.{column} check"));
+    let list = &statement[at + opening.len()..];
+    let list = &list[..list.find("))").expect("the end of the check")];
+    list.split(',').map(|s| s.trim().trim_matches('\'').to_owned()).collect()
+}
+
+#[test]
+fn run_and_approval_enums_are_those_the_database_accepts() {
+    const FOUNDATION: &str = "20261125000001_foundation.sql";
+    let cases: [(&str, &str, Vec<&str>); 5] = [
+        ("agent_runs", "agent", serde_names::<AgentName>()),
+        ("agent_runs", "status", serde_names::<RunStatus>()),
+        ("run_steps", "status", serde_names::<StepStatus>()),
+        ("approvals", "kind", serde_names::<ApprovalKind>()),
+        ("approvals", "status", serde_names::<ApprovalStatus>()),
+    ];
+    for (table, column, in_rust) in cases {
+        assert_eq!(sql_check(FOUNDATION, table, column), in_rust, "{table}.{column}");
+    }
+    // The database also records `auto`, a decision an approval policy takes; nobody sends it.
+    let decisions = sql_check("20261125000003_runtime.sql", "approvals", "decision");
+    for decision in serde_names::<Decision>() {
+        assert!(decisions.iter().any(|d| d == decision), "approvals.decision does not accept {decision}");
+    }
 }
 
 #[test]

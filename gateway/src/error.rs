@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use flywheel_contracts::api::error::{ErrorBody, ErrorDetail};
 use flywheel_storage::StorageError;
+use flywheel_supervisor::RuntimeError;
 
 #[derive(Debug)]
 pub enum ApiError {
@@ -18,6 +19,8 @@ pub enum ApiError {
     NotFound,
     /// 409: a unique value within the tenant is already taken.
     Conflict { field: String },
+    /// 409: the request does not fit the record's current state (an approval already decided).
+    StateConflict { field: String, message: String },
     /// 413.
     PayloadTooLarge { limit: usize },
     /// 415: the body is not `application/json`.
@@ -52,6 +55,9 @@ impl ApiError {
                 format!("{field} is already taken by another record"),
                 Some(field.clone()),
             ),
+            ApiError::StateConflict { field, message } => {
+                (StatusCode::CONFLICT, "conflict", message.clone(), Some(field.clone()))
+            }
             ApiError::PayloadTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
@@ -103,6 +109,22 @@ impl From<StorageError> for ApiError {
             StorageError::Internal(detail) => {
                 tracing::error!(error = %detail, "Storage error.");
                 ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::NotFound => ApiError::NotFound,
+            RuntimeError::Forbidden(m) => ApiError::Forbidden(m),
+            RuntimeError::Invalid { field, message } => ApiError::Validation { field: Some(field), message },
+            RuntimeError::Conflict { field, message } => ApiError::StateConflict { field, message },
+            RuntimeError::Storage(s) => s.into(),
+            RuntimeError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "Runtime unavailable.");
+                ApiError::Unavailable
             }
         }
     }

@@ -34,6 +34,8 @@ contract! {
     flywheel_contracts::api::campaign::CampaignUpdate => CAMPAIGN_UPDATE,
     flywheel_contracts::api::lead::LeadCreate => LEAD_CREATE,
     flywheel_contracts::api::lead::LeadUpdate => LEAD_UPDATE,
+    flywheel_contracts::api::run::RunCreate => RUN_CREATE,
+    flywheel_contracts::api::approval::DecisionRequest => DECISION_REQUEST,
 }
 
 /// A JSON body checked against its contract. A top-level `tenant_id` is dropped before

@@ -18,6 +18,7 @@ use axum::extract::DefaultBodyLimit;
 use flywheel_storage::Database;
 use flywheel_storage::redis::RedisStore;
 use flywheel_storage::vector::VectorMemory;
+use flywheel_supervisor::Runtime;
 use tokio::net::TcpListener;
 
 /// Settings of the HTTP edge.
@@ -44,12 +45,16 @@ struct Inner {
     db: Database,
     redis: RedisStore,
     vector: VectorMemory,
+    runtime: Runtime,
     config: GatewayConfig,
 }
 
 impl AppState {
-    pub fn new(db: Database, redis: RedisStore, vector: VectorMemory, config: GatewayConfig) -> Self {
-        Self { inner: Arc::new(Inner { db, redis, vector, config }) }
+    pub fn new(db: Database, redis: RedisStore, vector: VectorMemory, runtime: Runtime, config: GatewayConfig) -> Self {
+        Self { inner: Arc::new(Inner { db, redis, vector, runtime, config }) }
+    }
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
     }
     pub fn db(&self) -> &Database {
         &self.inner.db

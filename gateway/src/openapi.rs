@@ -249,8 +249,8 @@ fn operation(o: &Operation) -> Value {
         json!({"description": "Success", "content": {"application/json": {"schema": body}}}),
     );
     responses.insert("401".into(), error_response("Missing or invalid API key"));
-    if o.path.contains("{id}") {
-        responses.insert("404".into(), error_response("No such record for this tenant"));
+    if o.path.contains("{id}") || o.path.contains("{agent}") {
+        responses.insert("404".into(), error_response("No such record (or agent) for this tenant"));
     }
     if o.writes {
         responses.insert("400".into(), error_response("The body is not valid JSON"));

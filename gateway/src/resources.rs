@@ -1,10 +1,12 @@
 //! The tenant REST API under `/v1`: the caller's tenant, brand core, personas, campaigns and
 //! leads. Each handler opens one tenant-scoped transaction for the authenticated tenant.
 
+mod approvals;
 mod brand_core;
 mod campaigns;
 mod leads;
 mod personas;
+mod runs;
 mod tenant;
 
 use axum::Json;
@@ -23,6 +25,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(personas::routes())
         .merge(campaigns::routes())
         .merge(leads::routes())
+        .merge(runs::routes())
+        .merge(approvals::routes())
 }
 
 /// 201 with a `Location` header naming the new record.

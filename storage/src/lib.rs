@@ -12,6 +12,7 @@
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 pub mod api_keys;
+pub mod approvals;
 pub mod audit;
 pub mod brand_core;
 pub mod campaigns;
@@ -23,6 +24,7 @@ pub mod personas;
 mod pg;
 pub mod redis;
 mod row;
+pub mod runs;
 pub mod tenants;
 pub mod vector;
 

@@ -1,6 +1,24 @@
-//! Flywheel's supervision tree: the one `NodeSupervisor` per node and a `TenantSupervisor` per
-//! active tenant, which spawn agent orchestrators on demand, apply the restart policy (bounded
-//! intensity, then park the run as failed), commit and resume durable runs from their
-//! checkpoints, and park runs at human approval gates.
+//! Flywheel's supervision tree and durable-run engine:
 //!
-//! Filled by the actor-runtime issue; empty until then.
+//! ```text
+//! NodeSupervisor (one per node)
+//! └── TenantSupervisor(tenant)        activated by the first message for the tenant, passivated when idle
+//!     └── AgentOrchestrator(agent)    one per agent, spawned when first needed
+//!         └── StepWorker              one per step being executed; restarted with bounded intensity
+//! ```
+//!
+//! A run advances one step at a time: a worker does the step's slow work, then commits the
+//! step's output, its domain writes and the run's cursor in one transaction (the checkpoint) and
+//! mirrors the run's hot state in Redis. Approval steps park the run until a decision arrives
+//! through [`Runtime::decide`]. A sweep re-dispatches every queued or running run, so runs
+//! survive a node restart and nothing queued is forgotten when an in-memory queue is full.
+
+mod error;
+mod node;
+mod orchestrator;
+mod runtime;
+mod tenant;
+mod worker;
+
+pub use error::RuntimeError;
+pub use runtime::{Runtime, RuntimeConfig, TenantTree};

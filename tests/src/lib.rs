@@ -9,6 +9,7 @@
 // security in ways the typed storage API cannot even express.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -165,6 +166,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub test_db: TestDb,
     pub redis: RedisStore,
+    pub runtime: flywheel_supervisor::Runtime,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -181,13 +183,25 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: flywheel_gateway::GatewayConfig) -> TestApp {
+        Self::spawn_full(config, Default::default(), test_runtime_config()).await
+    }
+
+    /// A node with these agents and runtime settings.
+    pub async fn spawn_full(
+        config: flywheel_gateway::GatewayConfig,
+        registry: flywheel_actors::agent::Registry,
+        runtime: flywheel_supervisor::RuntimeConfig,
+    ) -> TestApp {
         let test_db = TestDb::new().await;
         let redis = test_redis().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("local addr");
         let vector = flywheel_storage::vector::VectorMemory::from_config(&Default::default(), test_db.db.clone())
             .expect("pgvector memory");
-        let state = flywheel_gateway::AppState::new(test_db.db.clone(), redis.clone(), vector, config);
+        let runtime = flywheel_supervisor::Runtime::start(test_db.db.clone(), redis.clone(), registry, runtime)
+            .await
+            .expect("start the runtime");
+        let state = flywheel_gateway::AppState::new(test_db.db.clone(), redis.clone(), vector, runtime.clone(), config);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(flywheel_gateway::serve(listener, state, async {
             let _ = rx.await;
@@ -197,6 +211,7 @@ impl TestApp {
             client: reqwest::Client::builder().no_proxy().build().expect("HTTP client"),
             test_db,
             redis,
+            runtime,
             shutdown: Some(tx),
         }
     }
@@ -258,8 +273,35 @@ impl TestApp {
     }
 }
 
+/// Runtime settings for tests: quick restarts and sweeps, so outcomes arrive in milliseconds.
+pub fn test_runtime_config() -> flywheel_supervisor::RuntimeConfig {
+    flywheel_supervisor::RuntimeConfig {
+        sweep_interval: Duration::from_millis(500),
+        restart_backoff: Duration::from_millis(20),
+        idle_timeout: Duration::from_secs(5),
+        ..Default::default()
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
+pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
+        self.runtime.stop();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -10,4 +10,5 @@ mod architecture;
 mod openapi;
 mod redis;
 mod rls;
+mod runtime;
 mod vector;
