@@ -42,3 +42,22 @@ $$;
 alter function runs_unfinished_tenants() owner to flywheel_auth;
 revoke execute on function runs_unfinished_tenants() from public;
 grant execute on function runs_unfinished_tenants() to flywheel_app;
+
+-- Which tenants have outbox effects due (pending, or in flight past their lease: the relay that
+-- took them died). Returns tenant ids only; the effects are read under each tenant's context.
+create policy auth_relay on outbox for select to flywheel_auth using (true);
+grant select on outbox to flywheel_auth;
+
+create function outbox_due_tenants()
+returns setof uuid
+language sql stable security definer
+set search_path = pg_catalog, public, pg_temp
+as $$
+  select distinct tenant_id from outbox
+   where status in ('pending', 'in_flight') and available_at <= now()
+$$;
+alter function outbox_due_tenants() owner to flywheel_auth;
+revoke execute on function outbox_due_tenants() from public;
+grant execute on function outbox_due_tenants() to flywheel_app;
+
+create index outbox_tenant_due_idx on outbox (tenant_id, available_at) where status in ('pending', 'in_flight');

@@ -63,6 +63,50 @@ pub struct Config {
     #[arg(long, env = "FLYWHEEL_PARTITION_MONTHS_AHEAD", default_value_t = 3)]
     pub partition_months_ahead: u32,
 
+    /// Language model: `offline` (built in, deterministic, no network) or `openai` (any
+    /// OpenAI-compatible chat-completions server: OpenAI, Ollama, vLLM, llama.cpp server).
+    #[arg(long, env = "FLYWHEEL_LLM_PROVIDER", default_value = "offline")]
+    pub llm_provider: LlmProvider,
+
+    /// Base URL of the OpenAI-compatible API, up to the version segment.
+    #[arg(long, env = "FLYWHEEL_LLM_BASE_URL", default_value = "http://127.0.0.1:11434/v1")]
+    pub llm_base_url: String,
+
+    #[arg(long, env = "FLYWHEEL_LLM_API_KEY", hide_env_values = true)]
+    pub llm_api_key: Option<String>,
+
+    #[arg(long, env = "FLYWHEEL_LLM_MODEL", default_value = "llama3.1")]
+    pub llm_model: String,
+
+    #[arg(long, env = "FLYWHEEL_LLM_TIMEOUT_SECS", default_value_t = 120)]
+    pub llm_timeout_secs: u64,
+
+    #[arg(long, env = "FLYWHEEL_LLM_MAX_RETRIES", default_value_t = 3)]
+    pub llm_max_retries: u32,
+
+    /// Tokens a tenant may spend per month unless it has its own budget (0: unlimited).
+    #[arg(long, env = "FLYWHEEL_LLM_MONTHLY_TOKENS", default_value_t = 2_000_000)]
+    pub llm_monthly_tokens: u64,
+
+    /// Embeddings: `minilm` (all-MiniLM-L6-v2 run locally; `scripts/setup` installs it) or
+    /// `openai` (an OpenAI-compatible /v1/embeddings service).
+    #[arg(long, env = "FLYWHEEL_EMBEDDING_PROVIDER", default_value = "minilm")]
+    pub embedding_provider: EmbeddingProvider,
+
+    /// Directory of the local embedding model.
+    #[arg(long, env = "FLYWHEEL_MODEL_DIR", default_value = flywheel_actors::embedding::DEFAULT_MODEL_DIR)]
+    pub model_dir: std::path::PathBuf,
+
+    #[arg(long, env = "FLYWHEEL_EMBEDDING_BASE_URL", default_value = "https://api.openai.com/v1")]
+    pub embedding_base_url: String,
+
+    #[arg(long, env = "FLYWHEEL_EMBEDDING_API_KEY", hide_env_values = true)]
+    pub embedding_api_key: Option<String>,
+
+    /// A 384-dimension model for `openai` embeddings (vector memory stores 384 dimensions).
+    #[arg(long, env = "FLYWHEEL_EMBEDDING_MODEL", default_value = "text-embedding-3-small")]
+    pub embedding_model: String,
+
     /// Seconds without work after which a tenant's supervisor is passivated.
     #[arg(long, env = "FLYWHEEL_TENANT_IDLE_SECS", default_value_t = 300)]
     pub tenant_idle_secs: u64,
@@ -88,6 +132,18 @@ pub struct Config {
 pub enum VectorBackend {
     Pgvector,
     Qdrant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LlmProvider {
+    Offline,
+    Openai,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EmbeddingProvider {
+    Minilm,
+    Openai,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -132,6 +188,46 @@ impl Config {
             max_restarts: self.max_restarts,
             restart_window: std::time::Duration::from_secs(self.restart_window_secs),
             ..Default::default()
+        }
+    }
+
+    pub fn model(&self) -> flywheel_actors::model::ModelConfig {
+        use flywheel_actors::model::{ModelConfig, OpenAiConfig};
+        match self.llm_provider {
+            LlmProvider::Offline => ModelConfig::Offline,
+            LlmProvider::Openai => ModelConfig::OpenAiCompatible(OpenAiConfig {
+                base_url: self.llm_base_url.clone(),
+                api_key: self.llm_api_key.clone().map(Secret::new),
+                model: self.llm_model.clone(),
+                timeout: std::time::Duration::from_secs(self.llm_timeout_secs),
+                max_retries: self.llm_max_retries,
+                ..Default::default()
+            }),
+        }
+    }
+
+    pub fn budget(&self) -> flywheel_actors::model::BudgetConfig {
+        flywheel_actors::model::BudgetConfig {
+            default_monthly_tokens: (self.llm_monthly_tokens > 0).then_some(self.llm_monthly_tokens),
+            ..Default::default()
+        }
+    }
+
+    pub fn embedding(&self) -> flywheel_actors::embedding::EmbeddingConfig {
+        use flywheel_actors::embedding::{EmbeddingConfig, OpenAiEmbeddingsConfig};
+        match self.embedding_provider {
+            EmbeddingProvider::Minilm => EmbeddingConfig::MiniLm { model_dir: self.model_dir.clone() },
+            EmbeddingProvider::Openai => {
+                let mut c = OpenAiEmbeddingsConfig::new(
+                    self.embedding_base_url.clone(),
+                    self.embedding_model.clone(),
+                    flywheel_storage::vector::DIMENSIONS,
+                );
+                c.api_key = self.embedding_api_key.clone().map(Secret::new);
+                // OpenAI's text-embedding-3 models shorten their vectors to what is asked.
+                c.request_dimensions = self.embedding_model.starts_with("text-embedding-3");
+                EmbeddingConfig::OpenAi(c)
+            }
         }
     }
 

@@ -18,7 +18,14 @@ fn object(v: serde_json::Value) -> Option<serde_json::Map<String, serde_json::Va
     v.as_object().cloned()
 }
 
-pub async fn prepare(config: &Config) -> Result<()> {
+/// The demo tenant and the key printed for it.
+#[derive(Debug, Clone)]
+pub struct DemoTenant {
+    pub tenant: flywheel_contracts::TenantId,
+    pub api_key: String,
+}
+
+pub async fn prepare(config: &Config) -> Result<DemoTenant> {
     let db = Database::connect(&config.database()).await.context("connect to PostgreSQL")?;
     let slug = Slug::parse("demo").map_err(|e| anyhow::anyhow!("{e}"))?;
     let actor = Actor::Operator("flywheel demo".to_owned());
@@ -112,6 +119,70 @@ pub async fn prepare(config: &Config) -> Result<()> {
     println!("  curl -s -H 'Authorization: Bearer {api_key}' {base}/v1/brand_core");
     println!("  curl -s -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\");
     println!("       -d '{{\"email\": \"new.lead@example.com\", \"name\": \"New Lead\"}}' {base}/v1/leads");
+    println!();
+    Ok(DemoTenant { tenant, api_key })
+}
+
+/// Starts a Branding run for the demo tenant (unless one already waits for approval) and, once
+/// it parks at its approval, prints the one command that decides it.
+pub async fn branding_run(
+    runtime: flywheel_supervisor::Runtime,
+    db: Database,
+    demo: DemoTenant,
+    config: Config,
+) -> Result<()> {
+    use flywheel_contracts::api::approval::ApprovalStatus;
+    let pending = |db: Database| async move {
+        let mut tx = db.begin(demo.tenant).await?;
+        let (rows, _) = flywheel_storage::approvals::list(
+            &mut tx,
+            Some(ApprovalStatus::Pending),
+            ListQuery { limit: 1, after: None },
+        )
+        .await?;
+        tx.commit().await?;
+        anyhow::Ok(rows.into_iter().next())
+    };
+    if pending(db.clone()).await?.is_none() {
+        let input = json!({
+            "company_name": "Northwind Trail Running",
+            "industry": "trail running shoes",
+            "goals": ["500 pre-orders of the Ridgeline 2 before race season", "a newsletter of 10,000 runners"],
+            "competitors": [
+                {"name": "Summit Pace", "text": "The fastest carbon-plated trail racer, engineered for elite athletes."},
+                {"name": "Mudlark", "text": "Rugged boots-meet-runners for weekend hikers."}
+            ],
+            "seed_materials": [
+                "We make light trail shoes for people who run before work: muddy forest loops at dawn, and one day a first mountain ultra.",
+                "Ridgeline 2: 245 g, 6 mm drop, lugs that shed mud, a toe guard that survives scree."
+            ]
+        });
+        let input = input.as_object().cloned().unwrap_or_default();
+        runtime
+            .submit(demo.tenant, flywheel_contracts::api::run::AgentName::Branding, &input, "demo")
+            .await
+            .map_err(|e| anyhow::anyhow!("start the demo Branding run: {e}"))?;
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    let approval = loop {
+        if let Some(a) = pending(db.clone()).await? {
+            break a;
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("the demo Branding run did not reach its approval within two minutes");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    let exe = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "flywheel".into());
+    println!();
+    println!("The Branding agent proposes a positioning for the demo tenant and waits for you:");
+    println!("  {}", approval.artifact.get("positioning").and_then(|v| v.as_str()).unwrap_or_default());
+    println!();
+    println!("Approve it (or `reject --reason …`, `edit <file>`):");
+    println!(
+        "  FLYWHEEL_URL=http://{} FLYWHEEL_API_KEY={} {exe} approvals approve {}",
+        config.http_addr, demo.api_key, approval.id
+    );
     println!();
     Ok(())
 }

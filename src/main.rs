@@ -2,9 +2,11 @@
 //! creates a tenant and its first API key, `demo` does all of it with a demo tenant, `doctor`
 //! checks that tenant isolation is in force.
 
+mod client;
 mod config;
 mod demo;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -49,6 +51,20 @@ enum Command {
     },
     /// Check that the database enforces tenant isolation; exits non-zero if it does not.
     Doctor,
+    /// Agent runs on a running node (uses FLYWHEEL_URL and FLYWHEEL_API_KEY).
+    Runs {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: client::RunsCommand,
+    },
+    /// Approvals on a running node (uses FLYWHEEL_URL and FLYWHEEL_API_KEY).
+    Approvals {
+        #[command(flatten)]
+        client: client::ClientArgs,
+        #[command(subcommand)]
+        command: client::ApprovalsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,7 +83,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     init_tracing(cli.config.log_format);
     match cli.command {
-        Command::Node => node(&cli.config).await,
+        Command::Node => node(&cli.config, None).await,
         Command::Migrate => migrate(&cli.config).await,
         Command::Tenant { command: TenantCommand::Create { name, slug } } => {
             let slug = Slug::parse(&slug).map_err(|e| anyhow::anyhow!("--slug: {e}"))?;
@@ -83,10 +99,12 @@ async fn main() -> Result<()> {
         }
         Command::Demo { no_serve } => {
             migrate(&cli.config).await?;
-            demo::prepare(&cli.config).await?;
-            if no_serve { Ok(()) } else { node(&cli.config).await }
+            let demo = demo::prepare(&cli.config).await?;
+            if no_serve { Ok(()) } else { node(&cli.config, Some(demo)).await }
         }
         Command::Doctor => doctor(&cli.config).await,
+        Command::Runs { client, command } => client::runs(&client, command).await,
+        Command::Approvals { client, command } => client::approvals(&client, command).await,
     }
 }
 
@@ -119,7 +137,7 @@ async fn migrate(config: &Config) -> Result<()> {
     Ok(())
 }
 
-async fn node(config: &Config) -> Result<()> {
+async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
     let db = Database::connect(&config.database()).await.context("connect to PostgreSQL")?;
     let redis = RedisStore::connect(&config.redis()).await.context("connect to Redis")?;
     let vector = VectorMemory::from_config(&config.vector()?, db.clone()).context("set up vector memory")?;
@@ -130,10 +148,28 @@ async fn node(config: &Config) -> Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let maintenance = tokio::spawn(partition_maintenance(db.clone(), config.partition_months_ahead, stop_rx.clone()));
     let mut stop_for_http = stop_rx;
-    let runtime = flywheel_supervisor::Runtime::start(db.clone(), redis.clone(), agents(), config.runtime())
+    let embedder =
+        flywheel_actors::embedding::from_config(&config.embedding()).await.context("load the embedding model")?;
+    let model = flywheel_actors::model::from_config(&config.model(), config.budget(), Default::default(), db.clone())
+        .context("set up the language model")?;
+    let branding = Arc::new(flywheel_actors::branding::BrandingServices {
+        model,
+        embedder: embedder.clone(),
+        vector: vector.clone(),
+    });
+    let agents = flywheel_actors::branding::register(flywheel_actors::agent::Registry::default(), branding);
+    let runtime = flywheel_supervisor::Runtime::start(db.clone(), redis.clone(), agents, config.runtime())
         .await
         .context("start the actor runtime")?;
-    let state = AppState::new(db.clone(), redis.clone(), vector, runtime.clone(), config.gateway());
+    let state = AppState::new(db.clone(), redis.clone(), vector, runtime.clone(), Some(embedder), config.gateway());
+    if let Some(demo) = demo {
+        let (runtime, db, config) = (runtime.clone(), db.clone(), config.clone());
+        tokio::spawn(async move {
+            if let Err(e) = demo::branding_run(runtime, db, demo, config).await {
+                warn!(error = %e, "The demo Branding run could not be prepared.");
+            }
+        });
+    }
     let server = tokio::spawn(flywheel_gateway::serve(listener, state, async move {
         let _ = stop_for_http.wait_for(|stop| *stop).await;
     }));
@@ -148,11 +184,6 @@ async fn node(config: &Config) -> Result<()> {
     db.close().await;
     info!("Stopped.");
     Ok(())
-}
-
-/// The agents this node runs.
-fn agents() -> flywheel_actors::agent::Registry {
-    flywheel_actors::agent::Registry::default()
 }
 
 /// Keeps the coming months' event partitions created, hourly.

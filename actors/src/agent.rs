@@ -126,16 +126,59 @@ impl AgentDef {
     }
 }
 
-/// The agents a node can run.
-#[derive(Debug, Clone, Default)]
+/// Why an effect could not be performed.
+#[derive(Debug, thiserror::Error)]
+pub enum EffectError {
+    /// Try again later (the service is down, rate-limited).
+    #[error("{0}")]
+    Retryable(String),
+    /// Another attempt will not help; the effect is marked failed.
+    #[error("{0}")]
+    Fatal(String),
+}
+
+/// Performs one kind of outbox effect (`flywheel_storage::outbox`). Called at least once per
+/// effect, with the effect's idempotency key: the receiving side must deduplicate by it (or be
+/// idempotent by construction).
+pub trait EffectHandler: Send + Sync {
+    fn kind(&self) -> &'static str;
+    fn perform<'a>(
+        &'a self,
+        tenant: TenantId,
+        idempotency_key: &'a str,
+        payload: &'a serde_json::Value,
+    ) -> Pin<Box<dyn Future<Output = Result<(), EffectError>> + Send + 'a>>;
+}
+
+/// The agents a node can run, and the effects they can ask for.
+#[derive(Clone, Default)]
 pub struct Registry {
     agents: HashMap<AgentName, Arc<AgentDef>>,
+    effects: HashMap<&'static str, Arc<dyn EffectHandler>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("agents", &self.agents.keys().collect::<Vec<_>>())
+            .field("effects", &self.effects.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl Registry {
     pub fn with(mut self, agent: AgentDef) -> Self {
         self.agents.insert(agent.name, Arc::new(agent));
         self
+    }
+
+    pub fn with_effect(mut self, handler: Arc<dyn EffectHandler>) -> Self {
+        self.effects.insert(handler.kind(), handler);
+        self
+    }
+
+    pub fn effect(&self, kind: &str) -> Option<Arc<dyn EffectHandler>> {
+        self.effects.get(kind).cloned()
     }
 
     pub fn get(&self, name: AgentName) -> Option<Arc<AgentDef>> {

@@ -7,3 +7,6 @@
 //! reach data only through `flywheel-storage`.
 
 pub mod agent;
+pub mod branding;
+pub mod embedding;
+pub mod model;

@@ -8,6 +8,7 @@ pub mod brand_core;
 pub mod campaign;
 pub mod error;
 pub mod lead;
+pub mod memory;
 pub mod persona;
 pub mod run;
 pub mod tenant;

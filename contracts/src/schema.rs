@@ -4,8 +4,9 @@
 //! Layout: one file per resource under `contracts/api/` (`campaign.json`, …) holding
 //! `$defs/resource` (what the API returns), `$defs/create` (POST body) and `$defs/update`
 //! (PATCH body), and any other body or view the resource has (`approval.json#/$defs/decision`,
-//! `run.json#/$defs/detail`); shared definitions (money, ids, dates) in `common.json`. Files
-//! reference each other by their `$id`, resolved from this registry alone: nothing is fetched.
+//! `approval.json#/$defs/policy_put`, `run.json#/$defs/detail`, `memory.json#/$defs/search`);
+//! shared definitions (money, ids, dates) in `common.json`. Files reference each other by their
+//! `$id`, resolved from this registry alone: nothing is fetched.
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -26,6 +27,7 @@ pub const DOCUMENTS: &[(&str, &str)] = &[
     ("api/lead.json", include_str!("../api/lead.json")),
     ("api/run.json", include_str!("../api/run.json")),
     ("api/approval.json", include_str!("../api/approval.json")),
+    ("api/memory.json", include_str!("../api/memory.json")),
     ("events/event.schema.json", include_str!("../events/event.schema.json")),
 ];
 
@@ -71,6 +73,10 @@ pub const RUN_CREATE: SchemaRef = SchemaRef::api("api/run.json", "create");
 pub const BRANDING_INPUT: SchemaRef = SchemaRef::api("api/run.json", "branding_input");
 pub const APPROVAL: SchemaRef = SchemaRef::api("api/approval.json", "resource");
 pub const DECISION_REQUEST: SchemaRef = SchemaRef::api("api/approval.json", "decision");
+pub const APPROVAL_POLICY: SchemaRef = SchemaRef::api("api/approval.json", "policy");
+pub const APPROVAL_POLICY_PUT: SchemaRef = SchemaRef::api("api/approval.json", "policy_put");
+/// The answer of `GET /v1/memory/search`.
+pub const MEMORY_SEARCH: SchemaRef = SchemaRef::api("api/memory.json", "search");
 pub const EVENT: SchemaRef = SchemaRef { document: "events/event.schema.json", definition: None };
 
 /// Every schema the API uses, for the OpenAPI document and for tests.
@@ -96,6 +102,9 @@ pub const ALL: &[SchemaRef] = &[
     BRANDING_INPUT,
     APPROVAL,
     DECISION_REQUEST,
+    APPROVAL_POLICY,
+    APPROVAL_POLICY_PUT,
+    MEMORY_SEARCH,
     EVENT,
 ];
 

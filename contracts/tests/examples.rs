@@ -7,13 +7,18 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use flywheel_contracts::api::approval::{Approval, ApprovalKind, ApprovalStatus, Decision, DecisionRequest};
+use flywheel_contracts::api::approval::{
+    Approval, ApprovalKind, ApprovalPolicy, ApprovalPolicyPut, ApprovalStatus, Decision, DecisionRequest, PolicyRule,
+};
 use flywheel_contracts::api::brand_core::{BrandCore, BrandCoreCreate, BrandCoreUpdate, BrandStatus};
 use flywheel_contracts::api::campaign::{Campaign, CampaignCreate, CampaignStatus, CampaignUpdate, Channel};
 use flywheel_contracts::api::error::ErrorBody;
 use flywheel_contracts::api::lead::{Lead, LeadCreate, LeadStatus, LeadUpdate};
+use flywheel_contracts::api::memory::{MemoryHit, MemorySearch};
 use flywheel_contracts::api::persona::{Persona, PersonaCreate, PersonaUpdate};
-use flywheel_contracts::api::run::{AgentName, BrandingInput, Run, RunCreate, RunDetail, RunStatus, StepStatus};
+use flywheel_contracts::api::run::{
+    AgentName, BrandingInput, Competitor, Run, RunCreate, RunDetail, RunStatus, RunStep, StepStatus,
+};
 use flywheel_contracts::api::tenant::{Tenant, TenantCreated, TenantStatus};
 use flywheel_contracts::events::{EventSource, EventType, TrackingEvent};
 use flywheel_contracts::schema::{self, SchemaRef};
@@ -121,6 +126,9 @@ const TABLE: &[Contract] = &[
     contract::<BrandingInput>("run", "branding_input", schema::BRANDING_INPUT),
     contract::<Approval>("approval", "resource", schema::APPROVAL),
     contract::<DecisionRequest>("approval", "decision", schema::DECISION_REQUEST),
+    contract::<ApprovalPolicy>("approval", "policy", schema::APPROVAL_POLICY),
+    contract::<ApprovalPolicyPut>("approval", "policy_put", schema::APPROVAL_POLICY_PUT),
+    contract::<MemorySearch>("memory", "search", schema::MEMORY_SEARCH),
     contract::<TrackingEvent>("event", "", schema::EVENT),
 ];
 
@@ -146,6 +154,9 @@ const INVALID: &[(&str, Option<&str>)] = &[
     ("run.branding_input.competitor_without_name.json", Some("competitors.0.name")),
     ("approval.decision.edit_without_artifact.json", Some("artifact")),
     ("approval.decision.unknown_decision.json", Some("decision")),
+    ("approval.policy_put.empty_rule.json", Some("rule")),
+    ("approval.policy_put.unknown_rule_key.json", Some("rule.max_amount")),
+    ("approval.policy_put.ratio_too_high.json", Some("rule.max_change_ratio")),
     ("event.purchase.no_amount.json", Some("properties.amount")),
     ("event.purchase.no_properties.json", Some("properties")),
     ("event.form_submit.no_form_id.json", Some("properties.form_id")),
@@ -307,8 +318,9 @@ fn definition(schema: SchemaRef) -> &'static Value {
     }
 }
 
-/// Request bodies that are neither a `create` nor an `update`: the bodies of actions.
-const ACTION_BODIES: &[SchemaRef] = &[schema::DECISION_REQUEST];
+/// Request bodies that are neither a `create` (POST) nor an `update` (PATCH): the bodies of
+/// actions and of PUTs.
+const ACTION_BODIES: &[SchemaRef] = &[schema::DECISION_REQUEST, schema::APPROVAL_POLICY_PUT];
 
 /// Whether a schema is a whole request body, whose top-level `tenant_id` the gateway strips.
 /// A schema of a part of a body (`branding_input`, a run's `input`) is not one.
@@ -330,6 +342,29 @@ fn schema_properties_are_the_rust_fields() {
         let in_rust: BTreeSet<&str> = (contract.fields)().into_iter().collect();
         assert!(!in_rust.is_empty(), "{}: no fields recorded", contract.schema.uri());
         assert_eq!(schema_properties(contract), in_rust, "{}", contract.schema.uri());
+    }
+}
+
+/// Object definitions that are a part of a contract (an item of a list, a nested field) and
+/// the Rust types they describe: (document, name under `$defs`, the type's wire names).
+const PARTS: &[(&str, &str, FieldNames)] = &[
+    ("api/run.json", "step", serde_names::<RunStep>),
+    ("api/run.json", "competitor", serde_names::<Competitor>),
+    ("api/approval.json", "policy_rule", serde_names::<PolicyRule>),
+    ("api/memory.json", "hit", serde_names::<MemoryHit>),
+];
+
+#[test]
+fn properties_of_parts_are_the_rust_fields() {
+    for (document, def, fields) in PARTS {
+        let doc = schema::document(document).expect("shipped");
+        let properties =
+            doc["$defs"][def]["properties"].as_object().unwrap_or_else(|| panic!("{document}#/$defs/{def}"));
+        let in_schema: BTreeSet<&str> = properties.keys().map(String::as_str).collect();
+        let in_rust: BTreeSet<&str> = fields().into_iter().collect();
+        assert!(!in_rust.is_empty(), "{document}#/$defs/{def}: no fields recorded");
+        assert_eq!(in_schema, in_rust, "{document}#/$defs/{def}");
+        assert_eq!(doc["$defs"][def]["additionalProperties"], false, "{document}#/$defs/{def} is open");
     }
 }
 

@@ -36,6 +36,7 @@ contract! {
     flywheel_contracts::api::lead::LeadUpdate => LEAD_UPDATE,
     flywheel_contracts::api::run::RunCreate => RUN_CREATE,
     flywheel_contracts::api::approval::DecisionRequest => DECISION_REQUEST,
+    flywheel_contracts::api::approval::ApprovalPolicyPut => APPROVAL_POLICY_PUT,
 }
 
 /// A JSON body checked against its contract. A top-level `tenant_id` is dropped before

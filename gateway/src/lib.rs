@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use flywheel_actors::embedding::Embeddings;
 use flywheel_storage::Database;
 use flywheel_storage::redis::RedisStore;
 use flywheel_storage::vector::VectorMemory;
@@ -46,12 +47,24 @@ struct Inner {
     redis: RedisStore,
     vector: VectorMemory,
     runtime: Runtime,
+    embedder: Option<Embeddings>,
     config: GatewayConfig,
 }
 
 impl AppState {
-    pub fn new(db: Database, redis: RedisStore, vector: VectorMemory, runtime: Runtime, config: GatewayConfig) -> Self {
-        Self { inner: Arc::new(Inner { db, redis, vector, runtime, config }) }
+    /// `embedder` serves memory search; a node without one answers it with 503.
+    pub fn new(
+        db: Database,
+        redis: RedisStore,
+        vector: VectorMemory,
+        runtime: Runtime,
+        embedder: Option<Embeddings>,
+        config: GatewayConfig,
+    ) -> Self {
+        Self { inner: Arc::new(Inner { db, redis, vector, runtime, embedder, config }) }
+    }
+    pub fn embedder(&self) -> Option<&Embeddings> {
+        self.inner.embedder.as_ref()
     }
     pub fn runtime(&self) -> &Runtime {
         &self.inner.runtime

@@ -19,6 +19,8 @@ pub(crate) fn routes() -> Router<AppState> {
 enum Success {
     One(u16, SchemaRef),
     Page(SchemaRef),
+    /// 204, no body.
+    None,
 }
 
 /// One documented operation. Tests check that each is routed.
@@ -143,6 +145,121 @@ pub static OPERATIONS: &[Operation] = &[
         Some(schema::LEAD_UPDATE),
         Success::One(200, schema::LEAD),
     ),
+    op(
+        "post",
+        "/v1/agents/{agent}/runs",
+        "createRun",
+        "Start a run of an agent (e.g. branding) with its input",
+        Some(schema::RUN_CREATE),
+        Success::One(201, schema::RUN),
+    ),
+    Operation {
+        filters: &[("agent", "Only runs of this agent"), ("status", "Only runs in this status")],
+        ..op("get", "/v1/runs", "listRuns", "List runs, newest first", None, Success::Page(schema::RUN))
+    },
+    op(
+        "get",
+        "/v1/runs/{id}",
+        "getRun",
+        "A run with its committed steps and their outputs",
+        None,
+        Success::One(200, schema::RUN_DETAIL),
+    ),
+    Operation {
+        writes: true,
+        ..op(
+            "post",
+            "/v1/runs/{id}/pause",
+            "pauseRun",
+            "Pause a queued or running run after its current step",
+            None,
+            Success::One(200, schema::RUN),
+        )
+    },
+    Operation {
+        writes: true,
+        ..op("post", "/v1/runs/{id}/resume", "resumeRun", "Resume a paused run", None, Success::One(200, schema::RUN))
+    },
+    Operation {
+        writes: true,
+        ..op(
+            "post",
+            "/v1/runs/{id}/cancel",
+            "cancelRun",
+            "Cancel a run that has not finished; a step in flight is discarded",
+            None,
+            Success::One(200, schema::RUN),
+        )
+    },
+    Operation {
+        filters: &[("status", "Only approvals in this status, e.g. pending")],
+        ..op(
+            "get",
+            "/v1/approvals",
+            "listApprovals",
+            "List approvals, newest first",
+            None,
+            Success::Page(schema::APPROVAL),
+        )
+    },
+    op(
+        "get",
+        "/v1/approvals/{id}",
+        "getApproval",
+        "Get an approval and the artifact it proposes",
+        None,
+        Success::One(200, schema::APPROVAL),
+    ),
+    op(
+        "post",
+        "/v1/approvals/{id}/decision",
+        "decideApproval",
+        "Approve, reject, edit-and-approve or (owners) force an approval",
+        Some(schema::DECISION_REQUEST),
+        Success::One(200, schema::APPROVAL),
+    ),
+    op(
+        "get",
+        "/v1/approval_policies/{kind}",
+        "getApprovalPolicy",
+        "The tenant's auto-approval rule for a kind",
+        None,
+        Success::One(200, schema::APPROVAL_POLICY),
+    ),
+    op(
+        "put",
+        "/v1/approval_policies/{kind}",
+        "putApprovalPolicy",
+        "Set the auto-approval rule for a kind (owners; audited)",
+        Some(schema::APPROVAL_POLICY_PUT),
+        Success::One(200, schema::APPROVAL_POLICY),
+    ),
+    Operation {
+        writes: true,
+        ..op(
+            "delete",
+            "/v1/approval_policies/{kind}",
+            "deleteApprovalPolicy",
+            "Remove the rule: approvals of the kind wait for a person again (owners; audited)",
+            None,
+            Success::None,
+        )
+    },
+    Operation {
+        filters: &[
+            ("q", "The text to search for (required)"),
+            ("collection", "The memory collection, default brand"),
+            ("limit", "1 to 50, default 5"),
+        ],
+        ..op(
+            "get",
+            "/v1/memory/search",
+            "searchMemory",
+            "The tenant's brand memory closest in meaning to q",
+            None,
+            Success::One(200, schema::MEMORY_SEARCH),
+        )
+    },
 ];
 
 static DOCUMENT: LazyLock<Value> = LazyLock::new(build);
@@ -230,6 +347,7 @@ fn operation(o: &Operation) -> Value {
         parameters.push(json!({"name": name, "in": "query", "description": description, "schema": {"type": "string"}}));
     }
     let (status, body) = match &o.success {
+        Success::None => (204, Value::Null),
         Success::One(status, r) => (*status, component_ref(r)),
         Success::Page(r) => (
             200,
@@ -244,12 +362,14 @@ fn operation(o: &Operation) -> Value {
         ),
     };
     let mut responses = Map::new();
-    responses.insert(
-        status.to_string(),
-        json!({"description": "Success", "content": {"application/json": {"schema": body}}}),
-    );
+    let success = if body.is_null() {
+        json!({"description": "Success"})
+    } else {
+        json!({"description": "Success", "content": {"application/json": {"schema": body}}})
+    };
+    responses.insert(status.to_string(), success);
     responses.insert("401".into(), error_response("Missing or invalid API key"));
-    if o.path.contains("{id}") || o.path.contains("{agent}") {
+    if o.path.contains("{id}") || o.path.contains("{agent}") || o.path.contains("{kind}") {
         responses.insert("404".into(), error_response("No such record (or agent) for this tenant"));
     }
     if o.writes {

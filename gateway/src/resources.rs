@@ -5,6 +5,7 @@ mod approvals;
 mod brand_core;
 mod campaigns;
 mod leads;
+mod memory;
 mod personas;
 mod runs;
 mod tenant;
@@ -27,6 +28,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(leads::routes())
         .merge(runs::routes())
         .merge(approvals::routes())
+        .merge(memory::routes())
 }
 
 /// 201 with a `Location` header naming the new record.

@@ -220,6 +220,18 @@ pub async fn policy(tx: &mut TenantTx, kind: ApprovalKind) -> Result<Option<Json
     rule.map(|r| object("rule", r)).transpose()
 }
 
+/// The tenant's policy for `kind` as stored: rule, enabled, last change.
+pub async fn policy_record(tx: &mut TenantTx, kind: ApprovalKind) -> Result<Option<(JsonObject, bool, DateTime<Utc>)>> {
+    let tenant = tx.tenant_id();
+    let row: Option<(serde_json::Value, bool, DateTime<Utc>)> =
+        sqlx::query_as("select rule, enabled, updated_at from approval_policies where tenant_id = $1 and kind = $2")
+            .bind(tenant.as_uuid())
+            .bind(kind.as_str())
+            .fetch_optional(tx.conn())
+            .await?;
+    row.map(|(rule, enabled, at)| Ok((object("rule", rule)?, enabled, at))).transpose()
+}
+
 /// Sets (or, with `None`, removes) the tenant's policy for `kind`; audited with before and after.
 pub async fn set_policy(tx: &mut TenantTx, kind: ApprovalKind, rule: Option<&JsonObject>, actor: &Actor) -> Result<()> {
     let before = policy(tx, kind).await?;

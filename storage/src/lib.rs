@@ -20,6 +20,8 @@ pub mod catalog;
 mod error;
 pub mod leads;
 mod list;
+pub mod model_usage;
+pub mod outbox;
 pub mod personas;
 mod pg;
 pub mod redis;

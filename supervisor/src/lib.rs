@@ -16,6 +16,7 @@
 mod error;
 mod node;
 mod orchestrator;
+mod relay;
 mod runtime;
 mod tenant;
 mod worker;

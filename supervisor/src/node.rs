@@ -22,6 +22,8 @@ pub(crate) enum NodeMsg {
         tenant: TenantId,
         reply: RpcReplyPort<Option<TenantTree>>,
     },
+    /// Activates a tenant's supervisor without giving it work (placement, warm-up).
+    Activate(TenantId),
     /// How many tenant supervisors are active.
     ActiveTenants(RpcReplyPort<usize>),
     /// Delivers a message to a tenant's supervisor as is (the isolation test addresses the
@@ -90,6 +92,9 @@ impl Actor for NodeSupervisor {
                     let _ = reply.send(None);
                 }
             },
+            NodeMsg::Activate(tenant) => {
+                state.tenant(&myself, tenant).await?;
+            }
             NodeMsg::ActiveTenants(reply) => {
                 let _ = reply.send(state.tenants.len());
             }

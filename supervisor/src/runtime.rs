@@ -41,6 +41,12 @@ pub struct RuntimeConfig {
     pub max_waiting_runs: usize,
     /// Roles that may decide approvals (owners may always force).
     pub approver_roles: Vec<Role>,
+    /// The outbox relay's pass interval (it is also woken after each checkpoint).
+    pub relay_interval: Duration,
+    /// How long a claimed effect is reserved for its relay before it is due again.
+    pub relay_lease: Duration,
+    /// Attempts before an effect is marked failed.
+    pub relay_max_attempts: i32,
 }
 
 impl Default for RuntimeConfig {
@@ -54,6 +60,9 @@ impl Default for RuntimeConfig {
             max_concurrent_runs: 4,
             max_waiting_runs: 256,
             approver_roles: vec![Role::Owner, Role::Approver],
+            relay_interval: Duration::from_secs(2),
+            relay_lease: Duration::from_secs(60),
+            relay_max_attempts: 10,
         }
     }
 }
@@ -65,6 +74,8 @@ pub(crate) struct Shared {
     pub registry: Registry,
     pub config: RuntimeConfig,
     pub approver_roles: Vec<Role>,
+    /// Wakes the outbox relay (after a checkpoint that may have recorded effects).
+    pub relay_wake: tokio::sync::Notify,
 }
 
 /// The live actor tree of one tenant.
@@ -93,11 +104,13 @@ struct Inner {
     node: ActorRef<NodeMsg>,
     shared: Arc<Shared>,
     sweep: JoinHandle<()>,
+    relay: JoinHandle<()>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.sweep.abort();
+        self.relay.abort();
         self.node.stop(None);
     }
 }
@@ -111,12 +124,20 @@ impl Runtime {
         registry: Registry,
         config: RuntimeConfig,
     ) -> Result<Self, RuntimeError> {
-        let shared = Arc::new(Shared { db, redis, registry, approver_roles: config.approver_roles.clone(), config });
+        let shared = Arc::new(Shared {
+            db,
+            redis,
+            registry,
+            approver_roles: config.approver_roles.clone(),
+            config,
+            relay_wake: tokio::sync::Notify::new(),
+        });
         let (node, _) = Actor::spawn(None, NodeSupervisor, shared.clone())
             .await
             .map_err(|e| RuntimeError::Unavailable(format!("cannot start the node supervisor: {e}")))?;
         let sweep = tokio::spawn(sweep(shared.clone(), node.clone()));
-        Ok(Self { inner: Arc::new(Inner { node, shared, sweep }) })
+        let relay = tokio::spawn(crate::relay::run(shared.clone()));
+        Ok(Self { inner: Arc::new(Inner { node, shared, sweep, relay }) })
     }
 
     fn shared(&self) -> &Shared {
@@ -322,6 +343,11 @@ impl Runtime {
             .map_err(|e| RuntimeError::Unavailable(e.to_string()))
     }
 
+    /// Activates a tenant's supervisor ahead of work; it passivates again after `idle_timeout`.
+    pub fn activate(&self, tenant: TenantId) -> Result<(), RuntimeError> {
+        self.inner.node.cast(NodeMsg::Activate(tenant)).map_err(|e| RuntimeError::Unavailable(e.to_string()))
+    }
+
     /// How many tenant supervisors are active on this node.
     pub async fn active_tenants(&self) -> Result<usize, RuntimeError> {
         call_t!(self.inner.node, NodeMsg::ActiveTenants, 2000).map_err(|e| RuntimeError::Unavailable(e.to_string()))
@@ -346,6 +372,7 @@ impl Runtime {
     /// Stops the tree; unfinished runs stay queued or running in PostgreSQL for the next start.
     pub fn stop(&self) {
         self.inner.sweep.abort();
+        self.inner.relay.abort();
         self.inner.node.stop(Some("shutdown".into()));
     }
 }

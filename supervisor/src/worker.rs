@@ -180,6 +180,7 @@ async fn execute(args: &WorkerArgs) -> Result<StepOutcome, StepError> {
     }
     let after = runs::get(&mut tx, args.run).await?;
     tx.commit().await?;
+    args.shared.relay_wake.notify_one();
     mirror(&args.shared, args.tenant, &after).await;
     tracing::info!(tenant_id = %args.tenant, run_id = %args.run, step = step.name(), "Step committed.");
     if after.run.status == RunStatus::Paused { Ok(StepOutcome::Parked) } else { Ok(StepOutcome::Advanced) }

@@ -183,7 +183,17 @@ impl TestApp {
     }
 
     pub async fn spawn_with(config: flywheel_gateway::GatewayConfig) -> TestApp {
-        Self::spawn_full(config, Default::default(), test_runtime_config()).await
+        Self::spawn_full(config, Default::default(), test_runtime_config(), None).await
+    }
+
+    /// A node whose agents (and embedder) are built from its own test database.
+    pub async fn spawn_with_agents(
+        build: impl FnOnce(&Database) -> (flywheel_actors::agent::Registry, Option<flywheel_actors::embedding::Embeddings>),
+    ) -> TestApp {
+        let test_db = TestDb::new().await;
+        let (registry, embedder) = build(&test_db.db);
+        Self::start(test_db, flywheel_gateway::GatewayConfig::default(), registry, test_runtime_config(), embedder)
+            .await
     }
 
     /// A node with these agents and runtime settings.
@@ -191,8 +201,18 @@ impl TestApp {
         config: flywheel_gateway::GatewayConfig,
         registry: flywheel_actors::agent::Registry,
         runtime: flywheel_supervisor::RuntimeConfig,
+        embedder: Option<flywheel_actors::embedding::Embeddings>,
     ) -> TestApp {
-        let test_db = TestDb::new().await;
+        Self::start(TestDb::new().await, config, registry, runtime, embedder).await
+    }
+
+    async fn start(
+        test_db: TestDb,
+        config: flywheel_gateway::GatewayConfig,
+        registry: flywheel_actors::agent::Registry,
+        runtime: flywheel_supervisor::RuntimeConfig,
+        embedder: Option<flywheel_actors::embedding::Embeddings>,
+    ) -> TestApp {
         let redis = test_redis().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("local addr");
@@ -201,7 +221,14 @@ impl TestApp {
         let runtime = flywheel_supervisor::Runtime::start(test_db.db.clone(), redis.clone(), registry, runtime)
             .await
             .expect("start the runtime");
-        let state = flywheel_gateway::AppState::new(test_db.db.clone(), redis.clone(), vector, runtime.clone(), config);
+        let state = flywheel_gateway::AppState::new(
+            test_db.db.clone(),
+            redis.clone(),
+            vector,
+            runtime.clone(),
+            embedder,
+            config,
+        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(flywheel_gateway::serve(listener, state, async {
             let _ = rx.await;

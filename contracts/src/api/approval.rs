@@ -109,3 +109,32 @@ pub struct DecisionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
+
+/// A tenant's rule for deciding one kind of approval without a human (`GET/PUT
+/// /v1/approval_policies/{kind}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalPolicy {
+    pub kind: ApprovalKind,
+    pub rule: PolicyRule,
+    pub enabled: bool,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `PUT /v1/approval_policies/{kind}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalPolicyPut {
+    pub rule: PolicyRule,
+}
+
+/// The rules the runtime understands; anything else is refused rather than silently ignored:
+/// `{"auto_approve": true}`, or `{"max_change_ratio": 0.1}` (approve changes of at most 10 %).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_approve: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_change_ratio: Option<f64>,
+}

@@ -7,6 +7,9 @@
 
 mod api;
 mod architecture;
+mod branding;
+mod crash;
+mod models;
 mod openapi;
 mod redis;
 mod rls;

@@ -37,7 +37,11 @@ async fn the_openapi_document_is_served_complete_and_true_to_the_router() {
         Some(ops.len())
     );
     for op in ops {
-        let path = op.path.replace("{id}", &uuid::Uuid::now_v7().to_string()).replace("{agent}", "branding");
+        let path = op
+            .path
+            .replace("{id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{agent}", "branding")
+            .replace("{kind}", "brand_positioning");
         let method = Method::from_bytes(op.method.to_uppercase().as_bytes()).expect("method");
         let (status, body) = app.call(method, &path, None, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{} {}: {body}", op.method, op.path);

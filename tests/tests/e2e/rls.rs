@@ -164,6 +164,9 @@ fn fixture(table: &str) -> Option<&'static str> {
         "audit_log" => "insert into audit_log (tenant_id, id, actor, actor_kind, action, target_type)
                         values ($1, $2, 't', 'system', 'x', 'y')",
         "outbox" => "insert into outbox (tenant_id, id, kind, idempotency_key, payload) values ($1, $2, 'email', $2::text, '{}')",
+        "model_budgets" => "insert into model_budgets (tenant_id, id, period, token_limit) values ($1, $2, 'month', 1000)",
+        "model_usage" => "insert into model_usage (tenant_id, id, task, provider, model, reserved_tokens)
+                          values ($1, $2, 'branding.research', 'offline', 'm', 10)",
         "memory_items" => "insert into memory_items (tenant_id, id, collection, external_id, content, embedding)
                            values ($1, $2, 'c', $2::text, 'x', array_fill(0.1::real, array[384])::vector)",
         "events" => "insert into events (tenant_id, id, event_type, occurred_at) values ($1, $2, 'click', $3)",

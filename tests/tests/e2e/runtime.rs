@@ -152,7 +152,7 @@ fn agents() -> Agents {
 
 async fn spawn() -> (TestApp, Arc<Semaphore>) {
     let a = agents();
-    let app = TestApp::spawn_full(Default::default(), a.registry, test_runtime_config()).await;
+    let app = TestApp::spawn_full(Default::default(), a.registry, test_runtime_config(), None).await;
     (app, a.gate)
 }
 
@@ -283,18 +283,27 @@ async fn a_rejection_loops_back_and_regenerates_and_a_policy_can_approve() {
     assert_eq!(second["artifact"]["revision"], 2);
     assert_eq!(second["artifact"]["addresses"], "too poetic");
 
-    // A policy that auto-approves the kind lets the next run through without a human.
-    let mut tx = app.db().begin(a.id).await.expect("begin");
-    let rule = json!({"auto_approve": true}).as_object().cloned().expect("object");
-    flywheel_storage::approvals::set_policy(
-        &mut tx,
-        ApprovalKind::BrandPositioning,
-        Some(&rule),
-        &flywheel_storage::audit::Actor::System,
-    )
-    .await
-    .expect("policy");
-    tx.commit().await.expect("commit");
+    // A policy that auto-approves the kind lets the next run through without a human. Only
+    // owners set policies; a rule the runtime does not understand is refused.
+    let marketer = app.key(&a, Role::Marketer).await;
+    let path = "/v1/approval_policies/brand_positioning";
+    let (status, _) = app.call(Method::PUT, path, Some(&marketer), Some(json!({"rule": {"auto_approve": true}}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, err) = app.call(Method::PUT, path, Some(&a.owner_key), Some(json!({"rule": {}}))).await;
+    assert_eq!((status, err["error"]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("rule")));
+    let (status, err) =
+        app.call(Method::PUT, path, Some(&a.owner_key), Some(json!({"rule": {"approve_everything": true}}))).await;
+    assert_eq!(
+        (status, err["error"]["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("rule.approve_everything"))
+    );
+    let (status, _) = app.call(Method::GET, path, Some(&a.owner_key), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no policy yet");
+    let (status, policy) =
+        app.call(Method::PUT, path, Some(&a.owner_key), Some(json!({"rule": {"auto_approve": true}}))).await;
+    assert_eq!(status, StatusCode::OK, "{policy}");
+    let (_, shown) = app.call(Method::GET, path, Some(&marketer), None).await;
+    assert_eq!((shown["rule"].clone(), shown["enabled"].clone()), (json!({"auto_approve": true}), json!(true)));
     let auto = start(&app, &a, "analytics").await;
     let detail = wait_status(&app, &a, &auto, "succeeded").await;
     assert_eq!(step_names(&detail), ["propose:succeeded", "review:succeeded", "persist:succeeded"]);
@@ -379,7 +388,7 @@ async fn a_tenant_supervisor_rejects_a_message_for_another_tenant() {
     let agents = agents();
     let config =
         flywheel_supervisor::RuntimeConfig { sweep_interval: Duration::from_secs(3600), ..test_runtime_config() };
-    let app = TestApp::spawn_full(Default::default(), agents.registry, config).await;
+    let app = TestApp::spawn_full(Default::default(), agents.registry, config, None).await;
     let a = app.tenant("iso-a").await;
     let b = app.tenant("iso-b").await;
     // A run of B's, queued in the database but never dispatched to B.

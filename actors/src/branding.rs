@@ -1,0 +1,348 @@
+//! The Branding agent: research → synthesize → propose → approve (brand_positioning) → persist
+//! (brand_core, personas) → embed (brand memory in the vector store).
+//!
+//! Workers, as the design names them: MarketResearchWorker (`research`), PositioningSynthesizer
+//! (`synthesize`), ToneGuidelineWriter and PersonaBuilder (`propose`), VectorMemoryWriter
+//! (`embed`). Competitor texts and seed materials reach the model only as fenced, untrusted data
+//! (see `model::prompt`); nothing a text says can approve anything — only a decision can.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use flywheel_contracts::api::brand_core::{BrandCoreCreate, BrandCoreUpdate, BrandStatus};
+use flywheel_contracts::api::persona::{PersonaCreate, PersonaUpdate};
+use flywheel_contracts::api::run::{AgentName, BrandingInput};
+use flywheel_contracts::api::{JsonObject, approval::ApprovalKind};
+use flywheel_storage::audit::Actor;
+use flywheel_storage::vector::{Collection, MemoryItem, VectorMemory, VectorStore};
+use flywheel_storage::{ListQuery, TenantTx, brand_core, personas};
+use serde_json::{Value, json};
+
+use crate::agent::{
+    AgentDef, EffectError, EffectHandler, OnReject, Registry, Step, StepContext, StepError, StepFuture, StepKind,
+};
+use crate::embedding::{Embedder, Embeddings};
+use crate::model::{LanguageModel, Model, ModelError, branding};
+
+/// The vector collection brand memory lives in.
+pub const MEMORY_COLLECTION: &str = "brand";
+
+/// What the Branding agent's steps call.
+pub struct BrandingServices {
+    pub model: Model,
+    pub embedder: Embeddings,
+    pub vector: VectorMemory,
+}
+
+/// The agent definition, ready for a `Registry`.
+pub fn agent(services: Arc<BrandingServices>) -> AgentDef {
+    AgentDef {
+        name: AgentName::Branding,
+        input_check: Some(Arc::new(|input: &JsonObject| {
+            flywheel_contracts::schema::validate(
+                flywheel_contracts::schema::BRANDING_INPUT,
+                &Value::Object(input.clone()),
+            )
+            .map_err(|v| {
+                let field = v.field.map_or_else(|| "input".to_owned(), |f| format!("input.{f}"));
+                (field, v.message)
+            })
+        })),
+        steps: vec![
+            Arc::new(Research(services.clone())),
+            Arc::new(Synthesize(services.clone())),
+            Arc::new(Propose(services.clone())),
+            Arc::new(Approve),
+            Arc::new(Persist),
+            Arc::new(Embed),
+        ],
+    }
+}
+
+fn model_error(e: ModelError) -> StepError {
+    if e.is_retryable() { StepError::Retryable(e.to_string()) } else { StepError::Fatal(e.to_string()) }
+}
+
+/// The run's input as the model tasks' `company`.
+fn company(ctx: &StepContext) -> Result<Value, StepError> {
+    let input: BrandingInput = serde_json::from_value(Value::Object(ctx.input.clone()))
+        .map_err(|e| StepError::Fatal(format!("branding input: {e}")))?;
+    Ok(json!({
+        "name": input.company_name,
+        "industry": input.industry,
+        "goals": input.goals,
+        "competitors": input.competitors,
+        "seed_materials": input.seed_materials,
+    }))
+}
+
+fn previous(ctx: &StepContext, step: &str) -> Result<Value, StepError> {
+    ctx.output(step).cloned().ok_or_else(|| StepError::Fatal(format!("the {step} step has no output")))
+}
+
+async fn ask(
+    services: &BrandingServices,
+    ctx: &StepContext,
+    spec: &branding::TaskSpec,
+    input: Value,
+) -> Result<Value, StepError> {
+    let request = spec.request(ctx.tenant, input).with_run(ctx.run);
+    services.model.complete(&request).await.map(|r| r.output).map_err(model_error)
+}
+
+struct Research(Arc<BrandingServices>);
+
+impl Step for Research {
+    fn name(&self) -> &'static str {
+        "research"
+    }
+    fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a, Value> {
+        Box::pin(async move { ask(&self.0, ctx, &branding::RESEARCH, json!({"company": company(ctx)?})).await })
+    }
+}
+
+struct Synthesize(Arc<BrandingServices>);
+
+impl Step for Synthesize {
+    fn name(&self) -> &'static str {
+        "synthesize"
+    }
+    fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a, Value> {
+        Box::pin(async move {
+            let mut company = company(ctx)?;
+            // After a rejection, the reviewer's reason travels with the company as one more
+            // piece of material (untrusted like the rest: it informs, it does not command).
+            if let Some(reason) = ctx.output("approve.rejection").and_then(|r| r["reason"].as_str()) {
+                company["memory"] = json!([format!("A reviewer rejected the previous proposal: {reason}")]);
+            }
+            ask(
+                &self.0,
+                ctx,
+                &branding::POSITIONING,
+                json!({"company": company, "research": previous(ctx, "research")?}),
+            )
+            .await
+        })
+    }
+}
+
+struct Propose(Arc<BrandingServices>);
+
+impl Step for Propose {
+    fn name(&self) -> &'static str {
+        "propose"
+    }
+    fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a, Value> {
+        Box::pin(async move {
+            let positioning = previous(ctx, "synthesize")?;
+            let input =
+                json!({"company": company(ctx)?, "research": previous(ctx, "research")?, "positioning": positioning});
+            let tone = ask(&self.0, ctx, &branding::TONE, input.clone()).await?;
+            let people = ask(&self.0, ctx, &branding::PERSONAS, input).await?;
+            branding::distinct_persona_names(&people).map_err(StepError::Retryable)?;
+            Ok(json!({
+                "positioning": positioning["positioning"],
+                "tone": tone["tone"],
+                "guidelines": {
+                    "value_props": positioning["value_props"],
+                    "differentiators": positioning["differentiators"],
+                    "proof_points": positioning["proof_points"],
+                    "voice_attributes": tone["voice_attributes"],
+                    "do": tone["do"],
+                    "dont": tone["dont"],
+                    "vocabulary": tone["vocabulary"],
+                    "sample_lines": tone["sample_lines"],
+                },
+                "personas": people["personas"],
+            }))
+        })
+    }
+}
+
+/// The human gate: brand positioning and tone are the brand at stake.
+struct Approve;
+
+impl Step for Approve {
+    fn name(&self) -> &'static str {
+        "approve"
+    }
+    fn kind(&self) -> StepKind {
+        StepKind::Approval { kind: ApprovalKind::BrandPositioning, on_reject: OnReject::LoopBackTo("synthesize") }
+    }
+    fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a, Value> {
+        Box::pin(async move { previous(ctx, "propose") })
+    }
+    fn artifact_schema(&self) -> Option<Value> {
+        Some(artifact_schema())
+    }
+}
+
+/// What an approver may edit: the brand core's fields (as `contracts/api/brand_core.json`
+/// bounds them) and the personas (as `persona.json` does).
+pub fn artifact_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["positioning", "tone", "guidelines", "personas"],
+        "properties": {
+            "positioning": {"type": "string", "minLength": 1, "maxLength": 20000},
+            "tone": {"type": "string", "minLength": 1, "maxLength": 20000},
+            "guidelines": {"type": "object"},
+            "personas": {
+                "type": "array",
+                "maxItems": 10,
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "description": {"type": "string", "maxLength": 20000},
+                        "attributes": {"type": "object"}
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Persists the approved (possibly edited) artifact: the tenant's primary brand core and its
+/// personas, updated in place when they exist.
+struct Persist;
+
+impl Step for Persist {
+    fn name(&self) -> &'static str {
+        "persist"
+    }
+    fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a, Value> {
+        Box::pin(async move { previous(ctx, "approve") })
+    }
+    fn apply<'a>(&'a self, tx: &'a mut TenantTx, _ctx: &'a StepContext, approved: &'a Value) -> StepFuture<'a, ()> {
+        Box::pin(async move {
+            let actor = Actor::Agent("branding".into());
+            let text = |k: &str| approved[k].as_str().unwrap_or_default().to_owned();
+            let guidelines = approved["guidelines"].as_object().cloned().unwrap_or_default();
+            let (existing, _) = brand_core::list(tx, ListQuery { limit: ListQuery::MAX_LIMIT, after: None }).await?;
+            match existing.into_iter().find(|b| b.name == "primary") {
+                Some(current) => {
+                    let update = BrandCoreUpdate {
+                        positioning: Some(text("positioning")),
+                        tone: Some(text("tone")),
+                        guidelines: Some(guidelines),
+                        status: Some(BrandStatus::Approved),
+                        ..Default::default()
+                    };
+                    brand_core::update(tx, current.id, &update, &actor).await?;
+                }
+                None => {
+                    let create = BrandCoreCreate {
+                        name: None,
+                        positioning: text("positioning"),
+                        tone: text("tone"),
+                        guidelines: Some(guidelines),
+                        status: Some(BrandStatus::Approved),
+                    };
+                    brand_core::create(tx, &create, &actor).await?;
+                }
+            }
+            let (stored, _) = personas::list(tx, ListQuery { limit: ListQuery::MAX_LIMIT, after: None }).await?;
+            for p in approved["personas"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap_or_default().trim().to_owned();
+                let description = p["description"].as_str().map(str::to_owned);
+                let attributes = p["attributes"].as_object().cloned();
+                match stored.iter().find(|s| s.name.eq_ignore_ascii_case(&name)) {
+                    Some(s) => {
+                        personas::update(tx, s.id, &PersonaUpdate { name: None, description, attributes }).await?;
+                    }
+                    None => {
+                        personas::create(tx, &PersonaCreate { name, description, attributes }).await?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Brand memory: the positioning, the tone and each persona, under stable ids. The step records
+/// one `memory.upsert` effect in the outbox with its checkpoint; the relay embeds and stores the
+/// texts (an upsert by id, so performing it again replaces rather than duplicates).
+struct Embed;
+
+impl Step for Embed {
+    fn name(&self) -> &'static str {
+        "embed"
+    }
+    fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a, Value> {
+        Box::pin(async move {
+            let approved = previous(ctx, "approve")?;
+            let mut entries = vec![
+                json!({"external_id": "brand_core:positioning", "content": approved["positioning"], "metadata": {"kind": "positioning"}}),
+                json!({"external_id": "brand_core:tone", "content": approved["tone"], "metadata": {"kind": "tone"}}),
+            ];
+            for p in approved["personas"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap_or_default();
+                entries.push(json!({
+                    "external_id": format!("persona:{}", name.to_lowercase()),
+                    "content": format!("{name}: {}", p["description"].as_str().unwrap_or_default()),
+                    "metadata": {"kind": "persona", "name": name},
+                }));
+            }
+            entries.retain(|e| e["content"].as_str().is_some_and(|c| !c.trim().is_empty()));
+            Ok(json!({"collection": MEMORY_COLLECTION, "entries": entries}))
+        })
+    }
+    fn apply<'a>(&'a self, tx: &'a mut TenantTx, ctx: &'a StepContext, output: &'a Value) -> StepFuture<'a, ()> {
+        Box::pin(async move {
+            flywheel_storage::outbox::enqueue(tx, MEMORY_UPSERT, &format!("{MEMORY_UPSERT}:{}", ctx.run), output)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+/// The outbox effect that writes brand memory.
+pub const MEMORY_UPSERT: &str = "memory.upsert";
+
+/// Performs `memory.upsert`: embeds the entries and upserts them into the tenant's collection.
+pub struct MemoryUpsert(pub Arc<BrandingServices>);
+
+impl EffectHandler for MemoryUpsert {
+    fn kind(&self) -> &'static str {
+        MEMORY_UPSERT
+    }
+    fn perform<'a>(
+        &'a self,
+        tenant: flywheel_contracts::TenantId,
+        _idempotency_key: &'a str,
+        payload: &'a Value,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), EffectError>> + Send + 'a>> {
+        Box::pin(async move {
+            let fatal = |e: String| EffectError::Fatal(e);
+            let collection = Collection::parse(payload["collection"].as_str().unwrap_or_default())
+                .map_err(|e| fatal(e.to_string()))?;
+            let entries = payload["entries"].as_array().cloned().unwrap_or_default();
+            let texts: Vec<String> =
+                entries.iter().map(|e| e["content"].as_str().unwrap_or_default().to_owned()).collect();
+            let vectors = self.0.embedder.embed(&texts).await.map_err(|e| {
+                if e.is_retryable() { EffectError::Retryable(e.to_string()) } else { EffectError::Fatal(e.to_string()) }
+            })?;
+            let items: Vec<MemoryItem> = entries
+                .iter()
+                .zip(vectors)
+                .map(|(e, embedding)| MemoryItem {
+                    external_id: e["external_id"].as_str().unwrap_or_default().to_owned(),
+                    content: e["content"].as_str().unwrap_or_default().to_owned(),
+                    metadata: e["metadata"].as_object().cloned().unwrap_or_default(),
+                    embedding,
+                })
+                .collect();
+            self.0.vector.upsert(tenant, &collection, &items).await.map_err(|e| {
+                if e.is_retryable() { EffectError::Retryable(e.to_string()) } else { EffectError::Fatal(e.to_string()) }
+            })
+        })
+    }
+}
+
+/// Adds the Branding agent and its effect to `registry`.
+pub fn register(registry: Registry, services: Arc<BrandingServices>) -> Registry {
+    registry.with(agent(services.clone())).with_effect(Arc::new(MemoryUpsert(services)))
+}
