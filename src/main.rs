@@ -156,6 +156,7 @@ async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
         model,
         embedder: embedder.clone(),
         vector: vector.clone(),
+        db: db.clone(),
     });
     let agents = flywheel_actors::branding::register(flywheel_actors::agent::Registry::default(), branding);
     let runtime = flywheel_supervisor::Runtime::start(db.clone(), redis.clone(), agents, config.runtime())

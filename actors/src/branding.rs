@@ -32,22 +32,52 @@ pub struct BrandingServices {
     pub model: Model,
     pub embedder: Embeddings,
     pub vector: VectorMemory,
+    /// For refinement runs, which start from the tenant's approved brand core.
+    pub db: flywheel_storage::Database,
+}
+
+/// A refinement run's input: what analytics (or a person) learned since the brand was approved.
+/// The run proposes a revised positioning, again behind approval.
+pub fn insights_input(insights: &[String]) -> JsonObject {
+    let mut input = JsonObject::new();
+    input.insert("insights".into(), json!(insights));
+    input
+}
+
+fn is_refinement(ctx: &StepContext) -> bool {
+    ctx.input.contains_key("insights")
+}
+
+fn check_input(input: &JsonObject) -> Result<(), (String, String)> {
+    if let Some(insights) = input.get("insights") {
+        let ok = input.len() == 1
+            && insights.as_array().is_some_and(|list| {
+                (1..=20).contains(&list.len())
+                    && list
+                        .iter()
+                        .all(|i| i.as_str().is_some_and(|t| !t.trim().is_empty() && t.chars().count() <= 2000))
+            });
+        return if ok {
+            Ok(())
+        } else {
+            Err((
+                "input.insights".into(),
+                "insights is a list of 1 to 20 texts of up to 2000 characters, alone in the input".into(),
+            ))
+        };
+    }
+    flywheel_contracts::schema::validate(flywheel_contracts::schema::BRANDING_INPUT, &Value::Object(input.clone()))
+        .map_err(|v| {
+            let field = v.field.map_or_else(|| "input".to_owned(), |f| format!("input.{f}"));
+            (field, v.message)
+        })
 }
 
 /// The agent definition, ready for a `Registry`.
 pub fn agent(services: Arc<BrandingServices>) -> AgentDef {
     AgentDef {
         name: AgentName::Branding,
-        input_check: Some(Arc::new(|input: &JsonObject| {
-            flywheel_contracts::schema::validate(
-                flywheel_contracts::schema::BRANDING_INPUT,
-                &Value::Object(input.clone()),
-            )
-            .map_err(|v| {
-                let field = v.field.map_or_else(|| "input".to_owned(), |f| format!("input.{f}"));
-                (field, v.message)
-            })
-        })),
+        input_check: Some(Arc::new(check_input)),
         steps: vec![
             Arc::new(Research(services.clone())),
             Arc::new(Synthesize(services.clone())),
@@ -63,9 +93,19 @@ fn model_error(e: ModelError) -> StepError {
     if e.is_retryable() { StepError::Retryable(e.to_string()) } else { StepError::Fatal(e.to_string()) }
 }
 
-/// The run's input as the model tasks' `company`.
+/// The model tasks' `company`: the run's input, or for a refinement run the input of the
+/// tenant's latest successful branding run (recorded by the `research` step).
 fn company(ctx: &StepContext) -> Result<Value, StepError> {
-    let input: BrandingInput = serde_json::from_value(Value::Object(ctx.input.clone()))
+    if is_refinement(ctx) {
+        return ctx.output("research").and_then(|r| r.get("company").cloned()).ok_or_else(|| {
+            StepError::Fatal("a refinement run needs an approved brand from an earlier branding run".into())
+        });
+    }
+    company_of(&ctx.input)
+}
+
+fn company_of(input: &JsonObject) -> Result<Value, StepError> {
+    let input: BrandingInput = serde_json::from_value(Value::Object(input.clone()))
         .map_err(|e| StepError::Fatal(format!("branding input: {e}")))?;
     Ok(json!({
         "name": input.company_name,
@@ -97,7 +137,35 @@ impl Step for Research {
         "research"
     }
     fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a, Value> {
-        Box::pin(async move { ask(&self.0, ctx, &branding::RESEARCH, json!({"company": company(ctx)?})).await })
+        Box::pin(async move {
+            if !is_refinement(ctx) {
+                return ask(&self.0, ctx, &branding::RESEARCH, json!({"company": company(ctx)?})).await;
+            }
+            // A refinement starts from what was approved: the brand core, and the company as the
+            // last successful branding run described it.
+            let mut tx = self.0.db.begin(ctx.tenant).await?;
+            let filter = flywheel_storage::runs::RunFilter {
+                agent: Some(AgentName::Branding),
+                status: Some(flywheel_contracts::api::run::RunStatus::Succeeded),
+            };
+            let (runs, _) =
+                flywheel_storage::runs::list(&mut tx, &filter, ListQuery { limit: ListQuery::MAX_LIMIT, after: None })
+                    .await?;
+            let (cores, _) = brand_core::list(&mut tx, ListQuery { limit: ListQuery::MAX_LIMIT, after: None }).await?;
+            tx.commit().await?;
+            let base = runs.iter().find(|r| !r.input.contains_key("insights")).ok_or_else(|| {
+                StepError::Fatal("no approved branding run to refine: run the Branding agent first".into())
+            })?;
+            let core = cores
+                .into_iter()
+                .find(|b| b.name == "primary")
+                .ok_or_else(|| StepError::Fatal("no approved brand core to refine".into()))?;
+            Ok(json!({
+                "company": company_of(&base.input)?,
+                "brand_core": {"positioning": core.positioning, "tone": core.tone, "guidelines": core.guidelines},
+                "refines_run": base.id,
+            }))
+        })
     }
 }
 
@@ -114,6 +182,11 @@ impl Step for Synthesize {
             // piece of material (untrusted like the rest: it informs, it does not command).
             if let Some(reason) = ctx.output("approve.rejection").and_then(|r| r["reason"].as_str()) {
                 company["memory"] = json!([format!("A reviewer rejected the previous proposal: {reason}")]);
+            }
+            if is_refinement(ctx) {
+                let research = previous(ctx, "research")?;
+                let input = json!({"company": company, "brand_core": research["brand_core"], "insights": ctx.input["insights"]});
+                return ask(&self.0, ctx, &branding::REFINE, input).await;
             }
             ask(
                 &self.0,
@@ -137,6 +210,7 @@ impl Step for Propose {
             let positioning = previous(ctx, "synthesize")?;
             let input =
                 json!({"company": company(ctx)?, "research": previous(ctx, "research")?, "positioning": positioning});
+            let rationale = positioning.get("rationale").cloned().unwrap_or(Value::Null);
             let tone = ask(&self.0, ctx, &branding::TONE, input.clone()).await?;
             let people = ask(&self.0, ctx, &branding::PERSONAS, input).await?;
             branding::distinct_persona_names(&people).map_err(StepError::Retryable)?;
@@ -154,6 +228,7 @@ impl Step for Propose {
                     "sample_lines": tone["sample_lines"],
                 },
                 "personas": people["personas"],
+                "rationale": rationale,
             }))
         })
     }
@@ -187,6 +262,7 @@ pub fn artifact_schema() -> Value {
             "positioning": {"type": "string", "minLength": 1, "maxLength": 20000},
             "tone": {"type": "string", "minLength": 1, "maxLength": 20000},
             "guidelines": {"type": "object"},
+            "rationale": {"type": ["string", "null"], "maxLength": 3000},
             "personas": {
                 "type": "array",
                 "maxItems": 10,

@@ -27,7 +27,7 @@ async fn spawn() -> TestApp {
             db.clone(),
         )
         .expect("offline model");
-        let services = Arc::new(BrandingServices { model, embedder: embedder.clone(), vector });
+        let services = Arc::new(BrandingServices { model, embedder: embedder.clone(), vector, db: db.clone() });
         (branding::register(Registry::default(), services), Some(embedder.clone()))
     })
     .await
@@ -128,6 +128,42 @@ async fn branding_run_edit_and_approve_persists_the_edit_and_fills_brand_memory(
     let audit = flywheel_storage::audit::recent(&mut tx, 50).await.expect("audit");
     assert!(audit.iter().any(|e| e.action == "approval.edit"), "the decision is audited");
     assert!(audit.iter().any(|e| e.action == "brand_core.create" && e.actor == "branding"));
+    tx.commit().await.expect("commit");
+
+    // Feedback: insights start a refinement run that proposes a revised positioning, again
+    // behind approval, and the approved revision updates the brand core in place.
+    let insights = json!({"input": {"insights": [
+        "Emails about muddy dawn loops are opened twice as often as emails about race times.",
+        "Ads that compare carbon plates with Summit Pace cost three times more per pre-order."
+    ]}});
+    let (status, refine) = app.call(Method::POST, "/v1/agents/branding/runs", Some(&a.owner_key), Some(insights)).await;
+    assert_eq!(status, StatusCode::CREATED, "{refine}");
+    let revision = pending_approval(&app, &a).await;
+    assert!(revision["artifact"]["rationale"].as_str().is_some_and(|r| !r.is_empty()), "{revision}");
+    assert_ne!(revision["artifact"]["positioning"], edited["positioning"], "a revised positioning is proposed");
+    let (status, _) = app
+        .call(
+            Method::POST,
+            &format!("/v1/approvals/{}/decision", revision["id"].as_str().expect("id")),
+            Some(&a.owner_key),
+            Some(json!({"decision": "approve"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let refine_id = refine["id"].as_str().expect("id").to_owned();
+    eventually("the refinement to succeed", Duration::from_secs(60), || async {
+        let (_, d) = app.call(Method::GET, &format!("/v1/runs/{refine_id}"), Some(&a.owner_key), None).await;
+        (d["run"]["status"] == "succeeded").then_some(())
+    })
+    .await;
+    let (_, brands) = app.call(Method::GET, "/v1/brand_core", Some(&a.owner_key), None).await;
+    assert_eq!(brands["data"].as_array().map(Vec::len), Some(1), "updated in place");
+    assert_eq!(brands["data"][0]["positioning"], revision["artifact"]["positioning"]);
+    assert_eq!(brands["data"][0]["version"], 2);
+    let (status, err) = app
+        .call(Method::POST, "/v1/agents/branding/runs", Some(&a.owner_key), Some(json!({"input": {"insights": []}})))
+        .await;
+    assert_eq!((status, err["error"]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("input.insights")));
 }
 
 #[tokio::test]

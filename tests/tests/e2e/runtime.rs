@@ -448,3 +448,24 @@ async fn pause_resume_and_cancel() {
     let detail = wait_status(&app, &a, &doomed, "cancelled").await;
     assert_eq!(detail["steps"], json!([]), "the step in flight was discarded");
 }
+
+#[tokio::test]
+async fn an_idle_tenant_supervisor_is_passivated_and_reactivated_transparently() {
+    let agents = agents();
+    let config =
+        flywheel_supervisor::RuntimeConfig { idle_timeout: Duration::from_millis(300), ..test_runtime_config() };
+    let app = TestApp::spawn_full(Default::default(), agents.registry, config, None).await;
+    let a = app.tenant("sleepy").await;
+    let first = start(&app, &a, "branding").await;
+    wait_status(&app, &a, &first, "succeeded").await;
+    eventually("the idle tenant to be passivated", Duration::from_secs(20), || async {
+        (app.runtime.active_tenants().await.ok()? == 0).then_some(())
+    })
+    .await;
+    assert_eq!(app.runtime.tree(a.id).await.expect("tree"), None, "no live tree for a passivated tenant");
+    // The next message reactivates it; nothing was lost.
+    let second = start(&app, &a, "branding").await;
+    wait_status(&app, &a, &second, "succeeded").await;
+    let (_, runs) = app.call(Method::GET, "/v1/runs?status=succeeded", Some(&a.owner_key), None).await;
+    assert_eq!(runs["data"].as_array().map(Vec::len), Some(2));
+}
