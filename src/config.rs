@@ -84,6 +84,19 @@ pub struct Config {
     #[arg(long, env = "FLYWHEEL_LLM_MAX_RETRIES", default_value_t = 3)]
     pub llm_max_retries: u32,
 
+    /// Ask OpenAI-compatible servers for a JSON object (`response_format`); turn off for
+    /// servers that reject the field.
+    #[arg(long, env = "FLYWHEEL_LLM_JSON_MODE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub llm_json_mode: bool,
+
+    /// Extra attempts when an answer does not match the task's schema (the error is sent back).
+    #[arg(long, env = "FLYWHEEL_LLM_SCHEMA_RETRIES", default_value_t = 2)]
+    pub llm_schema_retries: u32,
+
+    /// Tokens a tenant may spend per day unless it has its own budget (0: unlimited).
+    #[arg(long, env = "FLYWHEEL_LLM_DAILY_TOKENS", default_value_t = 0)]
+    pub llm_daily_tokens: u64,
+
     /// Tokens a tenant may spend per month unless it has its own budget (0: unlimited).
     #[arg(long, env = "FLYWHEEL_LLM_MONTHLY_TOKENS", default_value_t = 2_000_000)]
     pub llm_monthly_tokens: u64,
@@ -122,6 +135,11 @@ pub struct Config {
 
     #[arg(long, env = "FLYWHEEL_RESTART_WINDOW_SECS", default_value_t = 10)]
     pub restart_window_secs: u64,
+
+    /// Hours an approval waits before it expires (0: never); an expired one can only be forced
+    /// by an owner.
+    #[arg(long, env = "FLYWHEEL_APPROVAL_TTL_HOURS", default_value_t = 0)]
+    pub approval_ttl_hours: u64,
 
     /// Log format: `text` for people, `json` for log pipelines. Levels come from RUST_LOG.
     #[arg(long, env = "FLYWHEEL_LOG_FORMAT", default_value = "text")]
@@ -187,6 +205,8 @@ impl Config {
             sweep_interval: std::time::Duration::from_secs(self.run_sweep_secs.max(1)),
             max_restarts: self.max_restarts,
             restart_window: std::time::Duration::from_secs(self.restart_window_secs),
+            approval_ttl: (self.approval_ttl_hours > 0)
+                .then(|| std::time::Duration::from_secs(self.approval_ttl_hours.saturating_mul(3600))),
             ..Default::default()
         }
     }
@@ -201,6 +221,7 @@ impl Config {
                 model: self.llm_model.clone(),
                 timeout: std::time::Duration::from_secs(self.llm_timeout_secs),
                 max_retries: self.llm_max_retries,
+                json_mode: self.llm_json_mode,
                 ..Default::default()
             }),
         }
@@ -209,8 +230,13 @@ impl Config {
     pub fn budget(&self) -> flywheel_actors::model::BudgetConfig {
         flywheel_actors::model::BudgetConfig {
             default_monthly_tokens: (self.llm_monthly_tokens > 0).then_some(self.llm_monthly_tokens),
+            default_daily_tokens: (self.llm_daily_tokens > 0).then_some(self.llm_daily_tokens),
             ..Default::default()
         }
+    }
+
+    pub fn structured(&self) -> flywheel_actors::model::StructuredConfig {
+        flywheel_actors::model::StructuredConfig { max_retries: self.llm_schema_retries }
     }
 
     pub fn embedding(&self) -> flywheel_actors::embedding::EmbeddingConfig {

@@ -150,7 +150,7 @@ async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
     let mut stop_for_http = stop_rx;
     let embedder =
         flywheel_actors::embedding::from_config(&config.embedding()).await.context("load the embedding model")?;
-    let model = flywheel_actors::model::from_config(&config.model(), config.budget(), Default::default(), db.clone())
+    let model = flywheel_actors::model::from_config(&config.model(), config.budget(), config.structured(), db.clone())
         .context("set up the language model")?;
     let branding = Arc::new(flywheel_actors::branding::BrandingServices {
         model,

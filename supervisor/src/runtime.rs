@@ -41,6 +41,9 @@ pub struct RuntimeConfig {
     pub max_waiting_runs: usize,
     /// Roles that may decide approvals (owners may always force).
     pub approver_roles: Vec<Role>,
+    /// How long an approval waits before it expires (`None`: never). An expired approval can
+    /// only be forced, by an owner.
+    pub approval_ttl: Option<Duration>,
     /// The outbox relay's pass interval (it is also woken after each checkpoint).
     pub relay_interval: Duration,
     /// How long a claimed effect is reserved for its relay before it is due again.
@@ -60,6 +63,7 @@ impl Default for RuntimeConfig {
             max_concurrent_runs: 4,
             max_waiting_runs: 256,
             approver_roles: vec![Role::Owner, Role::Approver],
+            approval_ttl: None,
             relay_interval: Duration::from_secs(2),
             relay_lease: Duration::from_secs(60),
             relay_max_attempts: 10,
@@ -190,6 +194,14 @@ impl Runtime {
             return Err(RuntimeError::Conflict {
                 field: "decision".into(),
                 message: format!("this approval is already {}", approval.status.as_str()),
+            });
+        }
+        if let Some(expired) = approval.expires_at.filter(|at| *at <= chrono::Utc::now())
+            && request.decision != Decision::Force
+        {
+            return Err(RuntimeError::Conflict {
+                field: "decision".into(),
+                message: format!("this approval expired at {expired}; an owner can still force it"),
             });
         }
         match request.decision {

@@ -153,7 +153,12 @@ async fn execute(args: &WorkerArgs) -> Result<StepOutcome, StepError> {
                             kind,
                             artifact: &artifact,
                             allowed_roles: &args.shared.approver_roles,
-                            expires_at: None,
+                            expires_at: args
+                                .shared
+                                .config
+                                .approval_ttl
+                                .and_then(|ttl| chrono::Duration::from_std(ttl).ok())
+                                .map(|ttl| chrono::Utc::now() + ttl),
                         },
                     )
                     .await?

@@ -157,6 +157,9 @@ fn fixture(table: &str) -> Option<&'static str> {
                                    values ($1, $2, gen_random_uuid(), 'i')",
         "analytics_snapshots" => "insert into analytics_snapshots (tenant_id, id, date, dimension)
                                   values ($1, $2, current_date, 'd' || $2)",
+        "approval_policies" => {
+            "insert into approval_policies (tenant_id, id, kind, rule) values ($1, $2, 'brand_positioning', '{\"auto_approve\": true}')"
+        }
         "agent_runs" => "insert into agent_runs (tenant_id, id, agent) values ($1, $2, 'branding')",
         "run_steps" => "with r as (insert into agent_runs (tenant_id, id, agent) values ($1, gen_random_uuid(), 'branding') returning id)
                         insert into run_steps (tenant_id, id, run_id, name, idempotency_key) select $1, $2, r.id, 's', 'k' from r",

@@ -469,3 +469,29 @@ async fn an_idle_tenant_supervisor_is_passivated_and_reactivated_transparently()
     let (_, runs) = app.call(Method::GET, "/v1/runs?status=succeeded", Some(&a.owner_key), None).await;
     assert_eq!(runs["data"].as_array().map(Vec::len), Some(2));
 }
+
+#[tokio::test]
+async fn an_expired_approval_can_only_be_forced_by_an_owner() {
+    let agents = agents();
+    let config =
+        flywheel_supervisor::RuntimeConfig { approval_ttl: Some(Duration::from_millis(1)), ..test_runtime_config() };
+    let app = TestApp::spawn_full(Default::default(), agents.registry, config, None).await;
+    let a = app.tenant("expiry").await;
+    let run = start(&app, &a, "analytics").await;
+    wait_status(&app, &a, &run, "awaiting_approval").await;
+    let (_, pending) = app.call(Method::GET, "/v1/approvals?status=pending", Some(&a.owner_key), None).await;
+    let approval = pending["data"][0].clone();
+    assert!(approval["expires_at"].is_string(), "{approval}");
+    let path = format!("/v1/approvals/{}/decision", approval["id"].as_str().expect("id"));
+    let approver = app.key(&a, Role::Approver).await;
+    let (status, err) = app.call(Method::POST, &path, Some(&approver), Some(json!({"decision": "approve"}))).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    assert!(err["error"]["message"].as_str().is_some_and(|m| m.contains("expired")));
+    let (status, _) = app.call(Method::POST, &path, Some(&approver), Some(json!({"decision": "force"}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only owners force");
+    let (status, decided) = app
+        .call(Method::POST, &path, Some(&a.owner_key), Some(json!({"decision": "force", "reason": "launch day"})))
+        .await;
+    assert_eq!((status, decided["status"].clone()), (StatusCode::OK, json!("forced")));
+    wait_status(&app, &a, &run, "succeeded").await;
+}

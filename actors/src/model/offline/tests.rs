@@ -227,29 +227,3 @@ fn a_task_without_a_writer_gets_its_schema_filled_from_the_inputs() {
     let with_ref = ModelRequest { output_schema: json!({"$ref": "#/$defs/x"}), ..r };
     assert!(matches!(model.answer(&with_ref), Err(crate::model::ModelError::Misconfigured(_))));
 }
-
-/// Prints every Branding answer for two companies; run with `--ignored --nocapture` to read them.
-#[test]
-#[ignore = "prints samples for a human reader"]
-fn print_samples() {
-    let model = OfflineModel::new();
-    let northwind = json!({
-        "name": "Northwind Trail Running",
-        "industry": "trail running footwear",
-        "goals": ["500 pre-orders of the Ridgeline 2 before race season", "grow the newsletter to 10,000 runners"],
-        "competitors": [
-            {"name": "Summit Pace", "text": "Summit Pace: the fastest carbon-plated trail racer for elite athletes."},
-            {"name": "Mudlark"}
-        ],
-        "seed_materials": [
-            "We make light trail shoes for people who run before work. Our customers train on muddy forest loops at dawn and dream of their first mountain ultra.",
-            "Ridgeline 2: 245 g, 6 mm drop, lugs that shed mud, a toe guard that survives scree."
-        ]
-    });
-    for company in [ledgerly(), bloomery(), northwind] {
-        for spec in branding::ALL {
-            let out = model.answer(&request(spec, company.clone())).unwrap();
-            println!("== {}\n{}\n", spec.task, serde_json::to_string_pretty(&out).unwrap());
-        }
-    }
-}
