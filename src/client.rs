@@ -136,23 +136,33 @@ pub async fn runs(args: &ClientArgs, command: RunsCommand) -> Result<()> {
 pub async fn approvals(args: &ClientArgs, command: ApprovalsCommand) -> Result<()> {
     use reqwest::Method;
     let decide = |id: &str| format!("/v1/approvals/{id}/decision");
+    // Optional fields are left out rather than sent as null.
+    let decision = |kind: &str, reason: Option<String>, artifact: Option<Value>| {
+        let mut body = json!({"decision": kind});
+        if let Some(r) = reason {
+            body["reason"] = json!(r);
+        }
+        if let Some(a) = artifact {
+            body["artifact"] = a;
+        }
+        body
+    };
     match command {
         ApprovalsCommand::List { status } => {
             send(args, Method::GET, &format!("/v1/approvals?status={status}"), None).await
         }
         ApprovalsCommand::Show { id } => send(args, Method::GET, &format!("/v1/approvals/{id}"), None).await,
         ApprovalsCommand::Approve { id, reason } => {
-            send(args, Method::POST, &decide(&id), Some(json!({"decision": "approve", "reason": reason}))).await
+            send(args, Method::POST, &decide(&id), Some(decision("approve", reason, None))).await
         }
         ApprovalsCommand::Reject { id, reason } => {
-            send(args, Method::POST, &decide(&id), Some(json!({"decision": "reject", "reason": reason}))).await
+            send(args, Method::POST, &decide(&id), Some(decision("reject", Some(reason), None))).await
         }
         ApprovalsCommand::Edit { id, artifact, reason } => {
-            let body = json!({"decision": "edit", "artifact": read_json(&artifact)?, "reason": reason});
-            send(args, Method::POST, &decide(&id), Some(body)).await
+            send(args, Method::POST, &decide(&id), Some(decision("edit", reason, Some(read_json(&artifact)?)))).await
         }
         ApprovalsCommand::Force { id, reason } => {
-            send(args, Method::POST, &decide(&id), Some(json!({"decision": "force", "reason": reason}))).await
+            send(args, Method::POST, &decide(&id), Some(decision("force", Some(reason), None))).await
         }
     }
 }

@@ -280,6 +280,30 @@ pub fn artifact_schema() -> Value {
     })
 }
 
+/// The approved artifact, checked against the API's own contracts for what it becomes: a brand
+/// core (`brand_core.json#/$defs/create`) and personas (`persona.json#/$defs/create`).
+fn validate_for_persisting(approved: &Value) -> Result<(), StepError> {
+    use flywheel_contracts::schema::{self, BRAND_CORE_CREATE, PERSONA_CREATE};
+    let core =
+        json!({"positioning": approved["positioning"], "tone": approved["tone"], "guidelines": approved["guidelines"]});
+    schema::validate(BRAND_CORE_CREATE, &core).map_err(|v| {
+        StepError::Fatal(format!("approved brand core: {} ({})", v.message, v.field.unwrap_or_default()))
+    })?;
+    for p in approved["personas"].as_array().into_iter().flatten() {
+        let mut persona = json!({"name": p["name"]});
+        if let Some(d) = p.get("description").filter(|d| !d.is_null()) {
+            persona["description"] = d.clone();
+        }
+        if let Some(a) = p.get("attributes").filter(|a| !a.is_null()) {
+            persona["attributes"] = a.clone();
+        }
+        schema::validate(PERSONA_CREATE, &persona).map_err(|v| {
+            StepError::Fatal(format!("approved persona: {} ({})", v.message, v.field.unwrap_or_default()))
+        })?;
+    }
+    Ok(())
+}
+
 /// Persists the approved (possibly edited) artifact: the tenant's primary brand core and its
 /// personas, updated in place when they exist.
 struct Persist;
@@ -289,7 +313,11 @@ impl Step for Persist {
         "persist"
     }
     fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a, Value> {
-        Box::pin(async move { previous(ctx, "approve") })
+        Box::pin(async move {
+            let approved = previous(ctx, "approve")?;
+            validate_for_persisting(&approved)?;
+            Ok(approved)
+        })
     }
     fn apply<'a>(&'a self, tx: &'a mut TenantTx, _ctx: &'a StepContext, approved: &'a Value) -> StepFuture<'a, ()> {
         Box::pin(async move {

@@ -63,3 +63,20 @@ impl FromRequestParts<AppState> for Writer {
         Ok(Writer(auth))
     }
 }
+
+/// An authenticated caller whose role may decide approvals at all (not a viewer); whether it
+/// may decide a given approval is that approval's `allowed_roles`. Checked before the body.
+#[derive(Debug, Clone, Copy)]
+pub struct Decider(pub Auth);
+
+impl FromRequestParts<AppState> for Decider {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let auth = Auth::from_request_parts(parts, state).await?;
+        if auth.0.role == flywheel_contracts::Role::Viewer {
+            return Err(ApiError::Forbidden("the viewer role cannot decide approvals".into()));
+        }
+        Ok(Decider(auth))
+    }
+}

@@ -14,7 +14,7 @@ use flywheel_storage::approvals as repo;
 
 use super::page;
 use crate::AppState;
-use crate::auth::Auth;
+use crate::auth::{Auth, Decider};
 use crate::error::ApiError;
 use crate::extract::{ListParams, ValidJson, enum_param, path_id};
 
@@ -99,13 +99,10 @@ async fn show(State(state): State<AppState>, auth: Auth, Path(id): Path<String>)
 
 async fn decide(
     State(state): State<AppState>,
-    auth: Auth,
+    Decider(auth): Decider,
     Path(id): Path<String>,
     ValidJson(request): ValidJson<DecisionRequest>,
 ) -> Result<Json<Approval>, ApiError> {
-    if auth.0.role == flywheel_contracts::Role::Viewer {
-        return Err(ApiError::Forbidden("the viewer role cannot decide approvals".into()));
-    }
     let id: ApprovalId = path_id(&id)?;
     let decided = state.runtime().decide(auth.0.tenant_id, auth.0.role, &auth.actor(), id, &request).await?;
     Ok(Json(decided))

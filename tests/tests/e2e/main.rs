@@ -8,6 +8,7 @@
 mod api;
 mod architecture;
 mod branding;
+mod cli;
 mod crash;
 mod models;
 mod openapi;
