@@ -196,6 +196,35 @@ impl TestApp {
             .await
     }
 
+    /// A node running the real Branding agent on the offline language model and the local
+    /// embedding model (which `scripts/setup` installs), with its budget and vector memory in the
+    /// test's own database.
+    pub async fn spawn_with_branding() -> TestApp {
+        use flywheel_actors::embedding::{EmbeddingConfig, from_config};
+        use flywheel_storage::vector::{VectorConfig, VectorMemory};
+        let embedder = from_config(&EmbeddingConfig::default())
+            .await
+            .expect("the local embedding model (scripts/setup installs it with scripts/fetch-model)");
+        Self::spawn_with_agents(move |db| {
+            let vector = VectorMemory::from_config(&VectorConfig::Pgvector, db.clone()).expect("pgvector memory");
+            let model = flywheel_actors::model::from_config(
+                &Default::default(),
+                Default::default(),
+                Default::default(),
+                db.clone(),
+            )
+            .expect("offline model");
+            let services = std::sync::Arc::new(flywheel_actors::branding::BrandingServices {
+                model,
+                embedder: embedder.clone(),
+                vector,
+                db: db.clone(),
+            });
+            (flywheel_actors::branding::register(Default::default(), services), Some(embedder))
+        })
+        .await
+    }
+
     /// A node with these agents and runtime settings.
     pub async fn spawn_full(
         config: flywheel_gateway::GatewayConfig,

@@ -3,34 +3,14 @@
 //! persisted as edited → brand memory searchable; and text from outside that tries to give
 //! orders changes nothing.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use flywheel_actors::agent::Registry;
-use flywheel_actors::branding::{self, BrandingServices};
-use flywheel_actors::embedding::{EmbeddingConfig, from_config};
-use flywheel_storage::vector::{VectorConfig, VectorMemory};
 use flywheel_tests::{TestApp, TestTenant, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 async fn spawn() -> TestApp {
-    // The agent's model budget and vector store use the test's own database.
-    let embedder =
-        from_config(&EmbeddingConfig::default()).await.expect("the local embedding model (scripts/setup installs it)");
-    TestApp::spawn_with_agents(move |db| {
-        let vector = VectorMemory::from_config(&VectorConfig::Pgvector, db.clone()).expect("pgvector");
-        let model = flywheel_actors::model::from_config(
-            &Default::default(),
-            Default::default(),
-            Default::default(),
-            db.clone(),
-        )
-        .expect("offline model");
-        let services = Arc::new(BrandingServices { model, embedder: embedder.clone(), vector, db: db.clone() });
-        (branding::register(Registry::default(), services), Some(embedder.clone()))
-    })
-    .await
+    TestApp::spawn_with_branding().await
 }
 
 fn input(extra_competitor_text: &str) -> Value {

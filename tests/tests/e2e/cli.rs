@@ -4,10 +4,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use flywheel_actors::agent::Registry;
-use flywheel_actors::branding::{self, BrandingServices};
-use flywheel_actors::embedding::{EmbeddingConfig, from_config};
-use flywheel_storage::vector::{VectorConfig, VectorMemory};
 use flywheel_tests::{TestApp, eventually};
 use serde_json::{Value, json};
 
@@ -30,21 +26,7 @@ fn flywheel(app: &TestApp, key: &str, args: &[&str]) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_and_approvals_from_the_command_line() {
-    let embedder = from_config(&EmbeddingConfig::default()).await.expect("local embedding model");
-    let app = TestApp::spawn_with_agents(move |db| {
-        let vector = VectorMemory::from_config(&VectorConfig::Pgvector, db.clone()).expect("pgvector");
-        let model = flywheel_actors::model::from_config(
-            &Default::default(),
-            Default::default(),
-            Default::default(),
-            db.clone(),
-        )
-        .expect("offline model");
-        let services =
-            std::sync::Arc::new(BrandingServices { model, embedder: embedder.clone(), vector, db: db.clone() });
-        (branding::register(Registry::default(), services), Some(embedder.clone()))
-    })
-    .await;
+    let app = TestApp::spawn_with_branding().await;
     let a = app.tenant("cli").await;
     let input = std::env::temp_dir().join(format!("branding-{}.json", uuid::Uuid::new_v4()));
     std::fs::write(&input, json!({"company_name": "Quayside Books", "industry": "independent bookshop", "goals": ["double the reading club"]}).to_string())
