@@ -1,2 +1,22 @@
 //! Flywheel's load and performance harness: measurements run as ratios against a baseline taken
 //! in the same process (raw PostgreSQL, a no-op handler), never as absolute pass/fail timings.
+//!
+//! Three benchmarks, each returning the [`target::Target`]s it checks:
+//! - [`actors`]: ractor request/reply and cast against a tokio mpsc (+ oneshot) doing the same.
+//! - [`steps`]: one checkpointed no-op step against a bare single-row INSERT + COMMIT, on a
+//!   database created for the run and dropped after it.
+//! - [`tenants`]: resident memory per active (and passivated) tenant supervisor, 10,000 of them.
+//!
+//! The `flywheel-bench` binary (`src/main.rs`) runs them and prints one summary line.
+
+// The baselines are raw SQL on purpose (a bare INSERT + COMMIT, creating and dropping the bench
+// database as the owner); the measured paths themselves go through flywheel-storage.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
+pub mod actors;
+pub mod limits;
+pub mod sample;
+pub mod services;
+pub mod steps;
+pub mod target;
+pub mod tenants;

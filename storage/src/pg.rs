@@ -76,8 +76,10 @@ impl Database {
     /// tenant's rows. The scope ends with the transaction (commit, rollback or drop), so a pooled
     /// connection never carries one tenant's context into another's work.
     pub async fn begin(&self, tenant: TenantId) -> Result<TenantTx> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("select set_config('app.tenant_id', $1, true)").bind(tenant.to_string()).execute(&mut *tx).await?;
+        // One round trip: BEGIN and the tenant setting go together as one simple query. The
+        // tenant is a UUID printed by its type (hex digits and dashes), so it is safe to inline.
+        let begin = format!("begin; select set_config('app.tenant_id', '{}', true)", tenant.as_uuid());
+        let tx = self.pool.begin_with(sqlx::AssertSqlSafe(begin)).await?;
         Ok(TenantTx { tx, tenant })
     }
 

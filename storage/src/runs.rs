@@ -259,11 +259,18 @@ pub async fn commit_step(
     step: &StepCommit<'_>,
 ) -> Result<CommitOutcome> {
     let tenant = tx.tenant_id();
-    let inserted: Option<Uuid> = sqlx::query_scalar(
-        "insert into run_steps (tenant_id, id, run_id, name, attempt, idempotency_key, status, output, started_at, finished_at)
-         values ($1, $2, $3, $4, $5, $6, 'succeeded', $7, $8, now())
-         on conflict (tenant_id, run_id, idempotency_key) do nothing
-         returning id",
+    // One statement: record the step and move the cursor only if the step was new.
+    let (inserted, moved): (i64, i64) = sqlx::query_as(
+        "with inserted as (
+             insert into run_steps (tenant_id, id, run_id, name, attempt, idempotency_key, status, output, started_at, finished_at)
+             values ($1, $2, $3, $4, $5, $6, 'succeeded', $7, $8, now())
+             on conflict (tenant_id, run_id, idempotency_key) do nothing
+             returning id),
+         moved as (
+             update agent_runs set cursor = $10, version = version + 1
+              where tenant_id = $1 and id = $3 and cursor = $9 and exists (select from inserted)
+             returning id)
+         select (select count(*) from inserted), (select count(*) from moved)",
     )
     .bind(tenant.as_uuid())
     .bind(Uuid::now_v7())
@@ -273,22 +280,15 @@ pub async fn commit_step(
     .bind(step.idempotency_key)
     .bind(step.output)
     .bind(step.started_at)
-    .fetch_optional(tx.conn())
-    .await?;
-    if inserted.is_none() {
-        return Ok(CommitOutcome::AlreadyCommitted);
-    }
-    let moved = sqlx::query(
-        "update agent_runs set cursor = $4, version = version + 1
-          where tenant_id = $1 and id = $2 and cursor = $3",
-    )
-    .bind(tenant.as_uuid())
-    .bind(run.as_uuid())
     .bind(from_cursor)
     .bind(to_cursor)
-    .execute(tx.conn())
+    .fetch_one(tx.conn())
     .await?;
-    if moved.rows_affected() != 1 {
+    if inserted == 0 {
+        return Ok(CommitOutcome::AlreadyCommitted);
+    }
+    if moved != 1 {
+        // The caller's transaction rolls back with this error, taking the step row with it.
         return Err(StorageError::Conflict { field: "cursor".into() });
     }
     Ok(CommitOutcome::Committed)

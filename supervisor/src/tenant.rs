@@ -35,6 +35,8 @@ pub(crate) struct TenantState {
     orchestrators: HashMap<AgentName, ActorRef<OrchMsg>>,
     last_work: Instant,
     rejected: u64,
+    /// Stopped with the actor, so a passivated tenant leaves nothing behind.
+    idle_timer: tokio::task::JoinHandle<()>,
 }
 
 impl Actor for TenantSupervisor {
@@ -48,7 +50,7 @@ impl Actor for TenantSupervisor {
         args: TenantArgs,
     ) -> Result<TenantState, ActorProcessingErr> {
         let every = (args.shared.config.idle_timeout / 4).max(Duration::from_millis(50));
-        myself.send_interval(every, || TenantMsg::IdleCheck);
+        let idle_timer = myself.send_interval(every, || TenantMsg::IdleCheck);
         tracing::debug!(tenant_id = %args.tenant, "Tenant activated.");
         Ok(TenantState {
             shared: args.shared,
@@ -56,6 +58,7 @@ impl Actor for TenantSupervisor {
             orchestrators: HashMap::new(),
             last_work: Instant::now(),
             rejected: 0,
+            idle_timer,
         })
     }
 
@@ -118,6 +121,11 @@ impl Actor for TenantSupervisor {
                 myself.stop(Some("idle".into()));
             }
         }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<Self::Msg>, state: &mut TenantState) -> Result<(), ActorProcessingErr> {
+        state.idle_timer.abort();
         Ok(())
     }
 

@@ -1,0 +1,83 @@
+//! `flywheel-bench`: runs issue 3's benchmarks — `actors`, `steps`, `tenants`, or `all` — prints
+//! their figures, and ends with one `SUMMARY` line of ratios and whether each target is met.
+//!
+//! `cargo run -p flywheel-bench --release -- all`. The exit status is non-zero only when a
+//! benchmark could not run (PostgreSQL or Redis missing, a deadline passed); a missed target is
+//! a figure, reported in the summary line, not a failure.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use flywheel_bench::actors::{self, ActorsConfig};
+use flywheel_bench::services::Services;
+use flywheel_bench::steps::{self, StepsConfig};
+use flywheel_bench::target::{Target, summary};
+use flywheel_bench::tenants::{self, TenantsConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "flywheel-bench",
+    about = "Flywheel's benchmarks: ratios against baselines measured in the same process"
+)]
+struct Cli {
+    #[command(flatten)]
+    services: Services,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Actor overhead: ractor call and cast against a tokio mpsc (+ oneshot). No services needed.
+    Actors(ActorsConfig),
+    /// Durable step cost: a checkpointed no-op step against a bare INSERT + COMMIT (PostgreSQL,
+    /// Redis).
+    Steps(StepsConfig),
+    /// Memory per active and passivated tenant supervisor (PostgreSQL, Redis).
+    Tenants(TenantsConfig),
+    /// All three: tenants first (its memory readings are cleanest in a fresh process), then
+    /// actors, then steps.
+    All {
+        #[command(flatten)]
+        actors: ActorsConfig,
+        #[command(flatten)]
+        steps: StepsConfig,
+        #[command(flatten)]
+        tenants: TenantsConfig,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(line) => {
+            println!("{line}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<String> {
+    let services = &cli.services;
+    let (name, targets): (&str, Vec<Target>) = match cli.command {
+        Command::Actors(config) => ("actors", actors::run(config).await?),
+        Command::Steps(config) => ("steps", steps::run(services, config).await?),
+        Command::Tenants(config) => ("tenants", tenants::run(services, config).await?),
+        Command::All { actors: actors_config, steps: steps_config, tenants: tenants_config } => {
+            let mut targets = tenants::run(services, tenants_config).await?;
+            println!();
+            targets.extend(actors::run(actors_config).await?);
+            println!();
+            targets.extend(steps::run(services, steps_config).await?);
+            ("all", targets)
+        }
+    };
+    println!();
+    Ok(summary(name, &targets))
+}
