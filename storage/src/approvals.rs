@@ -208,6 +208,34 @@ fn actor_label(actor: &Actor) -> String {
     }
 }
 
+/// Withdraws a run's pending approvals (the run was cancelled): they become `expired` with
+/// `reason`, and the change is audited. Returns how many there were.
+pub async fn expire_for_run(tx: &mut TenantTx, run: RunId, reason: &str, actor: &Actor) -> Result<u64> {
+    let tenant = tx.tenant_id();
+    let ids: Vec<Uuid> = sqlx::query_scalar(
+        "update approvals set status = 'expired', reason = $3
+          where tenant_id = $1 and run_id = $2 and status = 'pending' returning id",
+    )
+    .bind(tenant.as_uuid())
+    .bind(run.as_uuid())
+    .bind(reason)
+    .fetch_all(tx.conn())
+    .await?;
+    for id in &ids {
+        audit::record(
+            tx,
+            actor,
+            "approval.withdraw",
+            "approval",
+            &id.to_string(),
+            None,
+            Some(serde_json::json!({"reason": reason})),
+        )
+        .await?;
+    }
+    Ok(ids.len() as u64)
+}
+
 /// The tenant's enabled policy rule for `kind`, if any.
 pub async fn policy(tx: &mut TenantTx, kind: ApprovalKind) -> Result<Option<JsonObject>> {
     let tenant = tx.tenant_id();

@@ -219,6 +219,13 @@ impl Runtime {
             message: "this approval belongs to no run".into(),
         })?;
         let state = runs::lock(&mut tx, run_id).await?;
+        if state.run.status != RunStatus::AwaitingApproval {
+            // A cancelled (or otherwise moved-on) run is not brought back by a late decision.
+            return Err(RuntimeError::Conflict {
+                field: "decision".into(),
+                message: format!("the run is {}, not awaiting this approval", state.run.status.as_str()),
+            });
+        }
         let def =
             self.shared().registry.get(state.run.agent).ok_or_else(|| {
                 RuntimeError::Unavailable(format!("agent {} not on this node", state.run.agent.as_str()))
@@ -243,7 +250,14 @@ impl Runtime {
                 }
                 edited
             }
-            _ => request.artifact.clone().unwrap_or_else(|| approval.artifact.clone()),
+            // Only an edit changes the artifact; anything else decides on the proposal as it is.
+            _ if request.artifact.is_some() => {
+                return Err(RuntimeError::Invalid {
+                    field: "artifact".into(),
+                    message: "only an edit takes an artifact; approve, reject and force decide on the proposal".into(),
+                });
+            }
+            _ => approval.artifact.clone(),
         };
         let (status, label) = match request.decision {
             Decision::Approve => (ApprovalStatus::Approved, "approve"),
@@ -325,7 +339,21 @@ impl Runtime {
 
     /// Cancels a run that has not finished; a step in progress is discarded.
     pub async fn cancel(&self, tenant: TenantId, run: RunId) -> Result<Run, RuntimeError> {
-        self.transition(tenant, run, |s| !s.is_finished(), RunStatus::Cancelled).await
+        let mut tx = self.shared().db.begin(tenant).await?;
+        let state = runs::lock(&mut tx, run).await?;
+        if state.run.status.is_finished() {
+            return Err(RuntimeError::Conflict {
+                field: "status".into(),
+                message: format!("a {} run cannot be cancelled", state.run.status.as_str()),
+            });
+        }
+        let after = runs::set_status(&mut tx, run, RunStatus::Cancelled, None).await?;
+        // In the same transaction: its pending approvals can no longer be decided, so they are
+        // withdrawn and nobody is asked.
+        approvals::expire_for_run(&mut tx, run, "the run was cancelled", &AuditActor::System).await?;
+        tx.commit().await?;
+        mirror(self.shared(), tenant, &after).await;
+        Ok(after.run)
     }
 
     async fn transition(

@@ -232,6 +232,19 @@ async fn an_approval_parks_the_run_and_an_edit_is_what_gets_persisted() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
     assert_eq!(err["error"]["field"], "artifact.headline");
+    let (status, err) = app
+        .call(
+            Method::POST,
+            &path,
+            Some(&approver),
+            Some(json!({"decision": "approve", "artifact": {"headline": "sneaky"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("artifact")),
+        "an artifact rides only with an edit"
+    );
     let (status, err) = app.call(Method::POST, &path, Some(&approver), Some(json!({"decision": "edit"}))).await;
     assert_eq!((status, err["error"]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("artifact")));
 
@@ -494,4 +507,32 @@ async fn an_expired_approval_can_only_be_forced_by_an_owner() {
         .await;
     assert_eq!((status, decided["status"].clone()), (StatusCode::OK, json!("forced")));
     wait_status(&app, &a, &run, "succeeded").await;
+}
+
+#[tokio::test]
+async fn a_decision_on_a_cancelled_run_does_not_bring_it_back() {
+    let (app, _) = spawn().await;
+    let a = app.tenant("late-decision").await;
+    let run = start(&app, &a, "analytics").await;
+    wait_status(&app, &a, &run, "awaiting_approval").await;
+    let (_, pending) = app.call(Method::GET, "/v1/approvals?status=pending", Some(&a.owner_key), None).await;
+    let id = pending["data"][0]["id"].as_str().expect("id").to_owned();
+    let (status, _) = app.call(Method::POST, &format!("/v1/runs/{run}/cancel"), Some(&a.owner_key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, err) = app
+        .call(
+            Method::POST,
+            &format!("/v1/approvals/{id}/decision"),
+            Some(&a.owner_key),
+            Some(json!({"decision": "approve"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{err}");
+    let (_, detail) = app.call(Method::GET, &format!("/v1/runs/{run}"), Some(&a.owner_key), None).await;
+    assert_eq!(detail["run"]["status"], "cancelled");
+    let (_, still) = app.call(Method::GET, &format!("/v1/approvals/{id}"), Some(&a.owner_key), None).await;
+    assert_eq!(still["status"], "expired", "cancelling withdrew the approval");
+    assert_eq!(still["reason"], "the run was cancelled");
+    let (_, pending) = app.call(Method::GET, "/v1/approvals?status=pending", Some(&a.owner_key), None).await;
+    assert_eq!(pending["data"], json!([]), "nobody is asked to decide it any more");
 }
