@@ -287,6 +287,7 @@ impl TextProfile {
                                 || participle_after_start
                                 || is_edge_blocker(first)
                                 || is_edge_blocker(last)
+                                || lexicon::is_adjective_like(last)
                                 || (n == 1 && is_participle(first))
                                 || (is_participle(first) && i > 0 && is_content(&tokens[i - 1]))
                                 || span[..n - 1].iter().any(|t| is_plural_modifier(&t.lower))
@@ -385,7 +386,7 @@ pub enum Statement {
 }
 
 /// Third-person form of a verb a company says about itself ("we help" → "helps").
-fn third_person(verb: &str) -> String {
+pub(crate) fn third_person(verb: &str) -> String {
     let lower = verb.to_lowercase();
     match lower.as_str() {
         "are" | "'re" => "is".to_owned(),
@@ -752,7 +753,16 @@ fn category_of(industry: &str, sector: Sector) -> String {
         Sector::Software => "platform",
         _ => "company",
     };
-    format!("{} {head}", super::writer::uncap(industry))
+    // The front word of a compound is singular: "trail running shoes" → "trail running shoe brand".
+    let industry = super::writer::uncap(industry);
+    let modifier = match industry.rsplit_once(' ').map_or(("", industry.as_str()), |(a, b)| (a, b)) {
+        (front, last) if is_plural_modifier(&last.to_lowercase()) => {
+            let one = last.strip_suffix("ies").map_or_else(|| last[..last.len() - 1].to_owned(), |s| format!("{s}y"));
+            if front.is_empty() { one } else { format!("{front} {one}") }
+        }
+        _ => industry.clone(),
+    };
+    format!("{modifier} {head}")
 }
 
 /// Indices into [`AUDIENCES`] with their mention counts in `texts`.
@@ -810,6 +820,39 @@ fn audiences_for(company: &Company, own_texts: &[String], rivals: &[Rival], sect
         })
         .collect();
     found.sort_by_key(|a| std::cmp::Reverse(a.own));
+    // The reader the material describes in its own words ("people who run before work") leads,
+    // unless the tenant named one; it takes the role of the listed audience it is a way of
+    // saying ("run" → runners → athletes), else the sector's first reader.
+    if company.audience.is_none()
+        && let Some((label, verb)) = own_texts.iter().flat_map(|t| sentences(t)).find_map(|s| described_audience(&s))
+    {
+        let stem = verb.trim_end_matches('e');
+        let related = |e: &lexicon::AudienceEntry| {
+            stem.chars().count() >= 3 && e.words.iter().any(|p| p.iter().any(|w| w.starts_with(stem)))
+        };
+        let merged = found.iter().position(|a| AUDIENCES.iter().any(|e| e.label == a.label && related(e)));
+        let audience = match merged {
+            Some(i) => {
+                let a = found.remove(i);
+                // The competitors may court the listed audience, not the company's own wording of it.
+                Audience { label, own: a.own + 1, rivals: 0, ..a }
+            }
+            None => {
+                let (role, kind) = AUDIENCES.iter().find(|e| related(e)).map_or_else(
+                    || {
+                        lexicon::profile(sector)
+                            .default_audiences
+                            .first()
+                            .map_or(("Customer", Kind::Consumer), |(_, role, kind)| (*role, *kind))
+                    },
+                    |e| (e.role, e.kind),
+                );
+                Audience { label, role: role.to_owned(), kind, own: 1, rivals: 0 }
+            }
+        };
+        found.retain(|a| a.role != audience.role);
+        found.insert(0, audience);
+    }
     for (label, role, kind) in lexicon::profile(sector).default_audiences {
         if found.len() >= 3 {
             break;
@@ -825,6 +868,55 @@ fn audiences_for(company: &Company, own_texts: &[String], rivals: &[Rival], sect
         }
     }
     found
+}
+
+/// Plural nouns that, before "who", name a group of readers ("people who run before work").
+const READER_HEADS: &[&str] = &["people", "folks", "those", "teams", "companies", "businesses"];
+
+/// The reader a sentence describes with a relative clause, as a label and the clause's verb:
+/// "… shoes for people who run before work." → ("people who run before work", "run"). The
+/// label stays inside one clause and is at most eight words long.
+pub fn described_audience(sentence: &str) -> Option<(String, String)> {
+    // Clauses as `clauses` splits them, without those a comma ends: a comma may cut the reader's
+    // description mid-list ("people who want invoices, payroll…").
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for (i, c) in sentence.char_indices() {
+        if [',', ';', ':', '(', ')', '|', '\u{2014}', '\u{2013}'].contains(&c) {
+            parts.push((&sentence[start..i], c == ','));
+            start = i + c.len_utf8();
+        }
+    }
+    parts.push((&sentence[start..], false));
+    for clause in parts.into_iter().filter(|(_, at_comma)| !at_comma).map(|(c, _)| c) {
+        let words: Vec<&str> = clause.split_whitespace().collect();
+        for (i, w) in words.iter().enumerate() {
+            if !w.eq_ignore_ascii_case("for") {
+                continue;
+            }
+            // "for [adjective] people who …", "for runners who …".
+            let Some(who) = words.iter().skip(i + 1).take(3).position(|w| w.eq_ignore_ascii_case("who")) else {
+                continue;
+            };
+            let who = i + 1 + who;
+            let group: Vec<String> = words[i + 1..who].iter().map(|w| w.to_lowercase()).collect();
+            let head = group.last().map(String::as_str).unwrap_or_default();
+            let plural = READER_HEADS.contains(&head)
+                || (is_plural_modifier(head) && !is_stopword(head) && head.chars().all(char::is_alphabetic));
+            let rest: Vec<&str> = words[who + 1..].iter().map(|w| w.trim_end_matches(['.', '!', '?'])).collect();
+            let nested = rest.iter().any(|w| ["that", "which", "who"].contains(&w.to_lowercase().as_str()));
+            if !plural || rest.is_empty() || rest.len() > 6 || nested {
+                continue;
+            }
+            let verb = rest[0].to_lowercase();
+            if !verb.chars().all(char::is_alphabetic) {
+                continue;
+            }
+            let label = words[i + 1..=who].iter().map(|w| w.to_lowercase()).chain(rest.iter().map(|w| (*w).to_owned()));
+            return Some((label.collect::<Vec<_>>().join(" "), verb));
+        }
+    }
+    None
 }
 
 /// Phrases that at least two competitors use, or that a competitor shares with the company.

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use super::analysis::{Brief, Rival, TextProfile, is_instruction, sentences, texts_of, tokenize};
 use super::lexicon::{self, Kind, Sector};
 use super::writer::{
-    Rng, and_list, base_form, cap, clip_words, count_word, fit, goal_action, goal_ref, noun_phrase, or_list,
-    possessive, quote, sentence, times, uncap, with_article,
+    Rng, and_list, base_form, cap, clip_words, count_word, first_clause, fit, goal_action, goal_ref, noun_phrase,
+    or_list, possessive, quote, sentence, times, uncap, with_article,
 };
 
 /// Characters of one list item, at most (the schemas allow 400).
@@ -70,21 +70,31 @@ fn claim_quote(claim: &str) -> String {
     quote(&clip_words(claim, 16))
 }
 
-/// The first claim-marker word in a competitor's text with the word after it ("fastest way").
-fn superlatives(rival: &Rival) -> Vec<String> {
+/// The competitor's superlatives with the noun they describe ("fastest carbon-plated trail
+/// racer"), or alone when no noun follows in the same clause ("fastest"). Never across a comma or
+/// colon, never ending on an adjective.
+pub(super) fn superlatives(rival: &Rival) -> Vec<String> {
     let mut out = Vec::new();
     for s in &rival.profile.sentences {
-        let tokens = tokenize(s);
-        for (i, t) in tokens.iter().enumerate() {
-            if lexicon::is_claim_marker(&t.lower)
-                && !["every", "first", "most", "only", "number", "free", "world", "top"].contains(&t.lower.as_str())
-            {
-                let next = tokens.get(i + 1).map(|n| n.lower.clone()).unwrap_or_default();
-                let phrase = if next.is_empty() || lexicon::is_stopword(&next) {
-                    t.lower.clone()
-                } else {
-                    format!("{} {next}", t.lower)
-                };
+        for clause in s.split([',', ';', ':', '(', ')', '\u{2014}', '\u{2013}']) {
+            let tokens = tokenize(clause);
+            for (i, t) in tokens.iter().enumerate() {
+                if !lexicon::is_claim_marker(&t.lower)
+                    || ["every", "first", "most", "only", "number", "free", "world", "top"].contains(&t.lower.as_str())
+                {
+                    continue;
+                }
+                // The words after it up to the last noun of an unbroken run of content words.
+                let run: Vec<&str> = tokens[i + 1..]
+                    .iter()
+                    .take(4)
+                    .take_while(|n| !lexicon::is_stopword(&n.lower) && !lexicon::is_verbish(&n.lower))
+                    .map(|n| n.lower.as_str())
+                    .collect();
+                let end = run.iter().rposition(|w| !lexicon::is_adjective_like(w)).map_or(0, |e| e + 1);
+                let mut words = vec![t.lower.as_str()];
+                words.extend(&run[..end]);
+                let phrase = words.join(" ");
                 if !out.contains(&phrase) {
                     out.push(phrase);
                 }
@@ -104,7 +114,11 @@ fn benefit(b: &Brief, rng: &mut Rng) -> Option<String> {
     // Prefer the first statement; sometimes the second, so the same company reads differently
     // across tasks.
     let i = if does.len() > 1 && rng.chance(30) { 1 } else { 0 };
-    does.get(i).map(|d| clip_words(d, 24))
+    // Only its first clause: it sits inside a longer sentence ("…, for whom it makes …").
+    does.get(i).map(|d| {
+        let clause = first_clause(d);
+        clip_words(if clause.split_whitespace().count() >= 2 { &clause } else { d }, 24)
+    })
 }
 
 /// Words that start an "our …" sentence about people rather than about the product.
@@ -280,7 +294,7 @@ pub fn research(b: &Brief, rng: &mut Rng) -> Value {
     for (j, p) in b.uncontested.iter().take(3).enumerate() {
         gaps.push(match (turn + j) % 3 {
             0 => format!("{}: open ground for {name}", cap(&none_of(&rival_names, "mentions", p))),
-            1 => format!("Nobody else in the set talks about {p}; {name} can make it its own"),
+            1 => format!("Nobody else in the set talks about {}; {name} can make it its own", noun_phrase(p)),
             _ => format!("{} appears nowhere in the competitors' copy", cap(p)),
         });
     }
@@ -403,6 +417,11 @@ fn compose_positioning(b: &Brief, rng: &mut Rng) -> Positioning {
 
     // Sentence 1: who it is for and what it does for them.
     let first = match benefit(b, rng) {
+        // The predicate names the reader already ("makes shoes for people who run before work").
+        Some(does) if does.to_lowercase().contains(&audience.to_lowercase()) => match rng.below(2) {
+            0 => format!("{name} is the {} that {does}.", b.category),
+            _ => format!("{name} is {cat} that {does}."),
+        },
         Some(does) => match rng.below(3) {
             0 => format!("{name} is the {} for {audience}: it {does}.", b.category),
             1 => format!("For {audience}, {name} is the {} that {does}.", b.category),
@@ -429,14 +448,27 @@ fn compose_positioning(b: &Brief, rng: &mut Rng) -> Positioning {
         .map(|u| noun_phrase(u))
         .or_else(|| features.first().map(|f| feature_phrase(f)))
         .or_else(|| themes.get(1).or(themes.first()).map(|t| noun_phrase(t)));
-    let their_focus = b.crowded.first().map(|c| noun_phrase(c)).or_else(|| {
-        with_text
-            .first()
-            .and_then(|r| r.profile.phrases.iter().find(|p| !super::analysis::is_audience_like(p)))
-            .map(|p| noun_phrase(&p.text))
-    });
+    // What the competitors lead with: a phrase several share, else the first one's own phrase —
+    // and then only that one competitor is named beside it.
+    let (their_focus, focus_of) = match b.crowded.first() {
+        Some(c) => (Some(noun_phrase(c)), None),
+        None => with_text
+            .iter()
+            .find_map(|r| {
+                r.profile
+                    .phrases
+                    .iter()
+                    .find(|p| !super::analysis::is_audience_like(p))
+                    .map(|p| (Some(noun_phrase(&p.text)), Some(r.name.clone())))
+            })
+            .unwrap_or((None, None)),
+    };
     let talking: Vec<String> = with_text.iter().map(|r| r.name.clone()).collect();
-    let rival_names = if talking.is_empty() { rival_names } else { talking };
+    let rival_names = match focus_of {
+        Some(one) => vec![one],
+        None if talking.is_empty() => rival_names,
+        None => talking,
+    };
     if let Some(edge) = &edge
         && !rival_names.is_empty()
     {
@@ -553,6 +585,13 @@ fn consumer(b: &Brief) -> bool {
 
 fn singular(label: &str) -> String {
     let l = label.trim();
+    // "people who run before work" → "person who runs before work".
+    if let Some((group, clause)) = l.split_once(" who ") {
+        let (verb, rest) = clause.split_once(' ').unwrap_or((clause, ""));
+        let one = if group == "people" { "person".to_owned() } else { singular(group) };
+        let verb = super::analysis::third_person(verb);
+        return if rest.is_empty() { format!("{one} who {verb}") } else { format!("{one} who {verb} {rest}") };
+    }
     if let Some(stem) = l.strip_suffix("ies") {
         return format!("{stem}y");
     }
@@ -717,8 +756,8 @@ pub fn tone(b: &Brief, rng: &mut Rng) -> Value {
     if let Some(f) = b.features().first() {
         lines.push(sentence(&format!("{} {}", possessive(name), clip_words(f, 22))));
     }
-    if let Some(g) = b.company.goals.first() {
-        lines.push(format!("Ready when you are: {name}, for {audience} who want to {}.", goal_action(g)));
+    if let Some(t) = themes.get(1) {
+        lines.push(format!("{name}: {t}, for {audience}."));
     }
     let line_fallback = vec![
         format!("{name}: {} that works the way {audience} do.", cap(&b.category)),
@@ -873,13 +912,13 @@ pub fn personas(b: &Brief, rng: &mut Rng) -> Value {
                 "{first} would pick {name} for {}, if someone proves it on a real example.",
                 noun_phrase(&theme)
             ),
-            _ => format!("{first} listens when {name} talks about {theme}."),
+            _ => format!("{first} listens when {name} talks about {}.", noun_phrase(&theme)),
         });
 
         let mut goals = vec![
             cap(nth(default_goals(a.kind), same_kind)),
             match a.kind {
-                Kind::Consumer => format!("{} they can trust", cap(&theme)),
+                Kind::Consumer => format!("{} they can trust", cap(&noun_phrase(&theme))),
                 _ => format!("{} without extra work", cap(&theme)),
             },
         ];

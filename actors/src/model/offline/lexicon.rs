@@ -41,6 +41,46 @@ pub fn is_claim_marker(w: &str) -> bool {
     CLAIM_MARKERS.contains(w)
 }
 
+/// A word that describes rather than names, so a noun phrase cannot end on it: superlatives and
+/// comparatives ("fastest", "lighter"), hyphenated participles ("carbon-plated", "award-winning"),
+/// adjective endings ("-ful", "-ous", "-less", "-able") and common adjectives ("muddy", "elite").
+pub fn is_adjective_like(w: &str) -> bool {
+    let len = w.chars().count();
+    ADJECTIVES.contains(w)
+        || (is_claim_marker(w) && !["award", "number", "world", "guarantee", "leader"].contains(&w))
+        || is_superlative(w)
+        || (w.contains('-') && (w.ends_with("ed") || w.ends_with("ing") || w.ends_with("free")))
+        || (len > 5 && (w.ends_with("ful") || w.ends_with("ous") || w.ends_with("less")))
+        || (len > 6 && (w.ends_with("able") || w.ends_with("ible")) && !NOUNS_LIKE_ADJECTIVES.contains(w))
+}
+
+/// A superlative ("fastest", "easiest", "best", "most"): it takes "the", never "a".
+pub fn is_superlative(w: &str) -> bool {
+    ["best", "most", "least", "worst"].contains(&w)
+        || (w.chars().count() >= 6 && w.ends_with("est") && !NOUNS_LIKE_ADJECTIVES.contains(w))
+}
+
+static ADJECTIVES: LazyLock<HashSet<&'static str>> = LazyLock::new(|| set(ADJECTIVES_TEXT));
+static NOUNS_LIKE_ADJECTIVES: LazyLock<HashSet<&'static str>> = LazyLock::new(|| set(NOUNS_LIKE_ADJECTIVES_TEXT));
+
+/// Common adjectives a phrase may start with but not end on.
+const ADJECTIVES_TEXT: &str = "\
+     light lightweight fast quick rapid slow new old clean muddy rugged elite small big large tiny \
+     huge simple easy hard cheap smart modern local global durable reliable secure affordable \
+     premium organic natural fresh healthy strong soft bold real true full whole better faster \
+     cheaper bigger smaller lighter stronger safer easier quicker higher lower greater seamless \
+     robust innovative intuitive efficient effective accurate precise flexible scalable compact \
+     sturdy tough waterproof breathable grippy technical steep rocky wet dry early late daily \
+     weekly ready happy busy growing leading independent professional personal digital visual \
+     ambitious beautiful responsive unique special serious casual active honest modest earnest";
+
+/// Words with adjective endings that are nouns ("forest", "interest", "vegetable").
+const NOUNS_LIKE_ADJECTIVES_TEXT: &str = "\
+     forest forests interest interests request requests harvest harvests contest contests guest \
+     guests chest quest test tests west crest protest conquest digest manifest arrest priest \
+     inquest honest modest earnest vegetable vegetables timetable timetables turntable variable \
+     variables deliverable deliverables receivable receivables payable payables constable";
+
 /// The claim markers that contain punctuation and must be searched as substrings ("#1",
 /// "all-in-one").
 pub fn punctuated_claim_markers() -> impl Iterator<Item = &'static str> {

@@ -5,7 +5,8 @@ use flywheel_contracts::TenantId;
 use serde_json::{Value, json};
 
 use super::OfflineModel;
-use super::analysis::{Brief, Company};
+use super::analysis::{Brief, Company, described_audience, sentences, tokenize};
+use super::lexicon::{is_adjective_like, is_superlative};
 use crate::model::branding::{self, TaskSpec};
 use crate::model::structured::{compile, violations};
 use crate::model::{LanguageModel, ModelRequest, Task};
@@ -226,4 +227,197 @@ fn a_task_without_a_writer_gets_its_schema_filled_from_the_inputs() {
 
     let with_ref = ModelRequest { output_schema: json!({"$ref": "#/$defs/x"}), ..r };
     assert!(matches!(model.answer(&with_ref), Err(crate::model::ModelError::Misconfigured(_))));
+}
+
+/// The Northwind input of the end-to-end test (`tests/tests/e2e/branding.rs`).
+fn northwind() -> Value {
+    json!({
+        "name": "Northwind Trail Running",
+        "industry": "trail running footwear",
+        "goals": ["500 pre-orders of the Ridgeline 2 before race season", "grow the newsletter to 10,000 runners"],
+        "competitors": [
+            {"name": "Summit Pace", "text": "Summit Pace: the fastest carbon-plated trail racer for elite athletes."},
+            {"name": "Mudlark"}
+        ],
+        "seed_materials": [
+            "We make light trail shoes for people who run before work. Our customers train on muddy forest loops at dawn and dream of their first mountain ultra.",
+            "Ridgeline 2: 245 g, 6 mm drop, lugs that shed mud, a toe guard that survives scree."
+        ]
+    })
+}
+
+/// The Northwind input of the demo (`src/demo.rs`): one sentence with a colon and commas.
+fn northwind_demo() -> Value {
+    json!({
+        "name": "Northwind Trail Running",
+        "industry": "trail running shoes",
+        "goals": ["500 pre-orders of the Ridgeline 2 before race season", "a newsletter of 10,000 runners"],
+        "competitors": [
+            {"name": "Summit Pace", "text": "The fastest carbon-plated trail racer, engineered for elite athletes."},
+            {"name": "Mudlark", "text": "Rugged boots-meet-runners for weekend hikers."}
+        ],
+        "seed_materials": [
+            "We make light trail shoes for people who run before work: muddy forest loops at dawn, and one day a first mountain ultra.",
+            "Ridgeline 2: 245 g, 6 mm drop, lugs that shed mud, a toe guard that survives scree."
+        ]
+    })
+}
+
+fn oakline() -> Value {
+    json!({
+        "name": "Oakline",
+        "industry": "CI tools for developers",
+        "goals": ["reach 1,000 paying teams"],
+        "competitors": [
+            {"name": "BuildBolt", "text": "BuildBolt: the fastest, most reliable CI. The best pipelines for modern teams, guaranteed."},
+            {"name": "Rivet", "text": "Rivet is the easiest hosted runner; award-winning support, unlimited minutes."}
+        ],
+        "seed_materials": [
+            "Oakline caches every build step on your own machines: no cloud bill, no queue. We built it for teams who ship every day.",
+            "Flaky tests get quarantined automatically, and the build log explains each failure in plain words."
+        ]
+    })
+}
+
+fn crumb() -> Value {
+    json!({
+        "name": "Crumb & Co",
+        "industry": "neighbourhood bakery",
+        "goals": ["sell out the weekend sourdough"],
+        "competitors": [{"name": "Daily Loaf", "text": "Daily Loaf: freshest bread in town, cheapest croissants, delivered."}],
+        "seed_materials": [
+            "Our sourdough proves for 36 hours; slow fermentation, stone-baked crust. Regulars tell us the rye loaf lasts a week."
+        ]
+    })
+}
+
+fn samples() -> Vec<Value> {
+    vec![ledgerly(), bloomery(), northwind(), northwind_demo(), oakline(), crumb()]
+}
+
+/// The lowercased words of every clause (between `,;:()` and dashes) of the company's texts.
+fn clauses_of(company: &Value) -> Vec<Vec<String>> {
+    let mut texts: Vec<String> = company["seed_materials"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.as_str().map(str::to_owned))
+        .collect();
+    texts.extend(
+        company["competitors"].as_array().into_iter().flatten().filter_map(|c| c["text"].as_str().map(str::to_owned)),
+    );
+    texts.extend(company["goals"].as_array().into_iter().flatten().filter_map(|t| t.as_str().map(str::to_owned)));
+    texts.push(company["industry"].as_str().unwrap_or_default().to_owned());
+    texts
+        .iter()
+        .flat_map(|t| sentences(t))
+        .flat_map(|s| {
+            s.split([',', ';', ':', '(', ')', '\u{2014}', '\u{2013}'])
+                .map(|c| tokenize(c).into_iter().map(|t| t.lower).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Whether `phrase`'s words occur one after another inside a single clause.
+fn inside_one_clause(phrase: &str, clauses: &[Vec<String>]) -> bool {
+    let words: Vec<String> = tokenize(phrase).into_iter().map(|t| t.lower).collect();
+    !words.is_empty() && clauses.iter().any(|c| c.windows(words.len()).any(|w| w == words.as_slice()))
+}
+
+#[test]
+fn key_phrases_stay_inside_a_clause_and_end_on_a_noun() {
+    for company in samples() {
+        let b = Brief::read(Company::from_input(&json!({ "company": company.clone() })));
+        let clauses = clauses_of(&company);
+        let mut phrases: Vec<String> = b.own.phrases.iter().map(|p| p.text.clone()).collect();
+        phrases.extend(b.themes(6));
+        phrases.extend(b.uncontested.clone());
+        phrases.extend(b.crowded.clone());
+        for r in &b.rivals {
+            phrases.extend(r.profile.phrases.iter().map(|p| p.text.clone()));
+            phrases.extend(super::branding::superlatives(r).into_iter().filter(|s| s.contains(' ')));
+        }
+        assert!(!phrases.is_empty(), "{}", b.name);
+        for p in &phrases {
+            assert!(inside_one_clause(p, &clauses), "{}: {p:?} crosses a clause boundary", b.name);
+            let last = tokenize(p).pop().map(|t| t.lower).unwrap_or_default();
+            assert!(!is_adjective_like(&last), "{}: {p:?} ends on a describing word, not a noun", b.name);
+        }
+    }
+    // The competitors' superlatives come with the noun they describe, and stop at a comma.
+    let b = Brief::read(Company::from_input(&json!({ "company": northwind_demo() })));
+    assert_eq!(super::branding::superlatives(&b.rivals[0]), ["fastest carbon-plated trail racer"]);
+    let b = Brief::read(Company::from_input(&json!({ "company": oakline() })));
+    let theirs = super::branding::superlatives(&b.rivals[0]);
+    assert!(theirs.contains(&"fastest".to_owned()) && theirs.contains(&"best pipelines".to_owned()), "{theirs:?}");
+}
+
+#[test]
+fn sentences_have_no_article_before_a_superlative_and_no_clause_hanging_off_a_clause() {
+    let model = OfflineModel::new();
+    for company in samples() {
+        for spec in branding::ALL {
+            let answer = model.answer(&request(spec, company.clone())).unwrap();
+            let text = all_text(&answer);
+            let words: Vec<String> = text
+                .split_whitespace()
+                .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric() && c != '-').to_lowercase())
+                .collect();
+            for pair in words.windows(2) {
+                assert!(
+                    !(matches!(pair[0].as_str(), "a" | "an") && is_superlative(&pair[1])),
+                    "{}: \"{} {}\" in {text}",
+                    spec.task,
+                    pair[0],
+                    pair[1]
+                );
+            }
+            for seam in ["a fastest", "work muddy", "fastest carbon-plated;", "compete on a fastest"] {
+                assert!(!text.to_lowercase().contains(seam), "{}: {seam:?} in {text}", spec.task);
+            }
+            if spec.task == branding::POSITIONING_TASK {
+                let statement = answer["positioning"].as_str().unwrap();
+                for s in sentences(statement) {
+                    assert!(s.matches(':').count() <= 1, "two colons in one sentence: {s}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_audience_is_the_one_the_material_describes() {
+    assert_eq!(
+        described_audience("We make light trail shoes for people who run before work: muddy forest loops at dawn."),
+        Some(("people who run before work".to_owned(), "run".to_owned()))
+    );
+    assert_eq!(
+        described_audience("We built it for teams who ship every day."),
+        Some(("teams who ship every day".into(), "ship".into()))
+    );
+    assert_eq!(described_audience("Ledgerly closes the month for small finance teams in a day."), None);
+    assert_eq!(
+        described_audience("For people who want one tool that does invoices, payroll, taxes and reports in one place."),
+        None
+    );
+
+    let model = OfflineModel::new();
+    for company in [northwind(), northwind_demo()] {
+        let b = Brief::read(Company::from_input(&json!({ "company": company.clone() })));
+        assert_eq!(b.audience(), "people who run before work");
+        // The runners of the goals are the same readers: one persona, an athlete's role.
+        assert_eq!(b.audiences[0].role, "Amateur athlete");
+        assert!(b.audiences.iter().all(|a| a.label != "athletes"), "{:?}", b.audiences);
+        let positioning = model.answer(&request(&branding::POSITIONING, company)).unwrap();
+        let statement = positioning["positioning"].as_str().unwrap();
+        assert!(statement.contains("for people who run before work"), "{statement}");
+        assert!(!statement.contains("athletes"), "{statement}");
+        assert_eq!(statement.matches("people who run before work").count(), 1, "said once: {statement}");
+    }
+    let b = Brief::read(Company::from_input(&json!({ "company": northwind_demo() })));
+    assert_eq!(b.category, "trail running shoe brand");
+    // Material that describes no reader keeps the audiences it names.
+    let b = Brief::read(Company::from_input(&json!({ "company": ledgerly() })));
+    assert_eq!(b.audience(), "finance leads");
 }

@@ -278,6 +278,10 @@ const MASS_NOUNS: &[&str] = &[
 /// A key phrase made fit to stand where a noun phrase goes: plural and mass nouns as they are,
 /// countable singulars with "a"/"an" ("a clean close", "bank transactions", "cash flow").
 pub fn noun_phrase(phrase: &str) -> String {
+    // A superlative takes "the", never "a": "the fastest trail racer".
+    if phrase.split_whitespace().next().is_some_and(|w| super::lexicon::is_superlative(&w.to_lowercase())) {
+        return format!("the {phrase}");
+    }
     let last = phrase.split_whitespace().last().unwrap_or_default().to_lowercase();
     let first = phrase.split_whitespace().next().unwrap_or_default();
     let bare = (last.ends_with('s') && !last.ends_with("ss"))
@@ -285,6 +289,14 @@ pub fn noun_phrase(phrase: &str) -> String {
         || MASS_NOUNS.contains(&last.as_str())
         || first.chars().next().is_some_and(char::is_uppercase);
     if bare { phrase.to_owned() } else { with_article(phrase) }
+}
+
+/// The text up to its first colon, semicolon, dash or bracket: the part that can sit inside
+/// another sentence without a second clause hanging off it. Commas stay (they join lists).
+pub fn first_clause(text: &str) -> String {
+    let cut = text.find([':', ';', '(', '\u{2014}', '\u{2013}']).unwrap_or(text.len());
+    let cut = text.find(" - ").map_or(cut, |d| d.min(cut));
+    text[..cut].trim().trim_end_matches([',', '.']).trim_end().to_owned()
 }
 
 /// The base form of a third-person predicate's verb: "closes the month" → "close the month".
@@ -397,6 +409,14 @@ mod tests {
         assert_eq!(noun_phrase("clean close"), "a clean close");
         assert_eq!(noun_phrase("bank transactions"), "bank transactions");
         assert_eq!(noun_phrase("cash flow"), "cash flow");
+        assert_eq!(noun_phrase("fastest trail racer"), "the fastest trail racer");
+        assert_eq!(noun_phrase("best books"), "the best books");
+        assert_eq!(noun_phrase("forest loop"), "a forest loop");
+        assert_eq!(
+            first_clause("makes shoes for people who run: muddy loops, at dawn"),
+            "makes shoes for people who run"
+        );
+        assert_eq!(first_clause("closes the month in a day, not a week"), "closes the month in a day, not a week");
         assert_eq!(base_form("closes the month"), "close the month");
         assert_eq!(base_form("matches and flags"), "match and flags");
         assert_eq!(base_form("carries weight"), "carry weight");
