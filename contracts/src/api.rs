@@ -9,6 +9,7 @@ pub mod campaign;
 pub mod error;
 pub mod lead;
 pub mod memory;
+pub mod model_budget;
 pub mod persona;
 pub mod run;
 pub mod tenant;

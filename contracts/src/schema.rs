@@ -28,6 +28,7 @@ pub const DOCUMENTS: &[(&str, &str)] = &[
     ("api/run.json", include_str!("../api/run.json")),
     ("api/approval.json", include_str!("../api/approval.json")),
     ("api/memory.json", include_str!("../api/memory.json")),
+    ("api/model_budget.json", include_str!("../api/model_budget.json")),
     ("events/event.schema.json", include_str!("../events/event.schema.json")),
 ];
 
@@ -77,6 +78,9 @@ pub const APPROVAL_POLICY: SchemaRef = SchemaRef::api("api/approval.json", "poli
 pub const APPROVAL_POLICY_PUT: SchemaRef = SchemaRef::api("api/approval.json", "policy_put");
 /// The answer of `GET /v1/memory/search`.
 pub const MEMORY_SEARCH: SchemaRef = SchemaRef::api("api/memory.json", "search");
+/// The answer of `GET /v1/model_budgets` and of `PUT /v1/model_budgets/{period}`.
+pub const MODEL_BUDGETS: SchemaRef = SchemaRef::api("api/model_budget.json", "budgets");
+pub const MODEL_BUDGET_PUT: SchemaRef = SchemaRef::api("api/model_budget.json", "budget_put");
 pub const EVENT: SchemaRef = SchemaRef { document: "events/event.schema.json", definition: None };
 
 /// Every schema the API uses, for the OpenAPI document and for tests.
@@ -105,6 +109,8 @@ pub const ALL: &[SchemaRef] = &[
     APPROVAL_POLICY,
     APPROVAL_POLICY_PUT,
     MEMORY_SEARCH,
+    MODEL_BUDGETS,
+    MODEL_BUDGET_PUT,
     EVENT,
 ];
 

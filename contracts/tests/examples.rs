@@ -15,6 +15,7 @@ use flywheel_contracts::api::campaign::{Campaign, CampaignCreate, CampaignStatus
 use flywheel_contracts::api::error::ErrorBody;
 use flywheel_contracts::api::lead::{Lead, LeadCreate, LeadStatus, LeadUpdate};
 use flywheel_contracts::api::memory::{MemoryHit, MemorySearch};
+use flywheel_contracts::api::model_budget::{BudgetPeriod, ModelBudget, ModelBudgetPut, ModelBudgets};
 use flywheel_contracts::api::persona::{Persona, PersonaCreate, PersonaUpdate};
 use flywheel_contracts::api::run::{
     AgentName, BrandingInput, Competitor, Run, RunCreate, RunDetail, RunStatus, RunStep, StepStatus,
@@ -129,6 +130,8 @@ const TABLE: &[Contract] = &[
     contract::<ApprovalPolicy>("approval", "policy", schema::APPROVAL_POLICY),
     contract::<ApprovalPolicyPut>("approval", "policy_put", schema::APPROVAL_POLICY_PUT),
     contract::<MemorySearch>("memory", "search", schema::MEMORY_SEARCH),
+    contract::<ModelBudgets>("model_budget", "budgets", schema::MODEL_BUDGETS),
+    contract::<ModelBudgetPut>("model_budget", "budget_put", schema::MODEL_BUDGET_PUT),
     contract::<TrackingEvent>("event", "", schema::EVENT),
 ];
 
@@ -157,6 +160,8 @@ const INVALID: &[(&str, Option<&str>)] = &[
     ("approval.policy_put.empty_rule.json", Some("rule")),
     ("approval.policy_put.unknown_rule_key.json", Some("rule.max_amount")),
     ("approval.policy_put.ratio_too_high.json", Some("rule.max_change_ratio")),
+    ("model_budget.budget_put.negative.json", Some("token_limit")),
+    ("model_budget.budget_put.unknown_field.json", Some("period")),
     ("event.purchase.no_amount.json", Some("properties.amount")),
     ("event.purchase.no_properties.json", Some("properties")),
     ("event.form_submit.no_form_id.json", Some("properties.form_id")),
@@ -320,7 +325,7 @@ fn definition(schema: SchemaRef) -> &'static Value {
 
 /// Request bodies that are neither a `create` (POST) nor an `update` (PATCH): the bodies of
 /// actions and of PUTs.
-const ACTION_BODIES: &[SchemaRef] = &[schema::DECISION_REQUEST, schema::APPROVAL_POLICY_PUT];
+const ACTION_BODIES: &[SchemaRef] = &[schema::DECISION_REQUEST, schema::APPROVAL_POLICY_PUT, schema::MODEL_BUDGET_PUT];
 
 /// Whether a schema is a whole request body, whose top-level `tenant_id` the gateway strips.
 /// A schema of a part of a body (`branding_input`, a run's `input`) is not one.
@@ -352,6 +357,7 @@ const PARTS: &[(&str, &str, FieldNames)] = &[
     ("api/run.json", "competitor", serde_names::<Competitor>),
     ("api/approval.json", "policy_rule", serde_names::<PolicyRule>),
     ("api/memory.json", "hit", serde_names::<MemoryHit>),
+    ("api/model_budget.json", "budget", serde_names::<ModelBudget>),
 ];
 
 #[test]
@@ -532,6 +538,12 @@ fn schema_enums_are_the_rust_enums() {
         ["allowed_roles"]["maxItems"]
         .clone();
     assert_eq!(roles, json!(Role::ALL.len()), "allowed_roles.maxItems is the number of roles");
+    assert_enum_matches::<BudgetPeriod>("api/model_budget.json", "/$defs/period");
+    let budgets =
+        schema::document("api/model_budget.json").expect("shipped")["$defs"]["budgets"]["properties"]["data"].clone();
+    let periods = json!(serde_names::<BudgetPeriod>().len());
+    assert_eq!(budgets["minItems"], periods, "budgets.data.minItems is the number of periods");
+    assert_eq!(budgets["maxItems"], periods, "budgets.data.maxItems is the number of periods");
     let channels = schema_enum("api/campaign.json", "/$defs/channel");
     let max_items = schema::document("api/campaign.json").expect("shipped")["$defs"]["channels"]["maxItems"].clone();
     assert_eq!(max_items, json!(channels.len()), "channels.maxItems is the number of channels");
@@ -578,7 +590,7 @@ fn sql_check(migration: &str, table: &str, column: &str) -> Vec<String> {
 }
 
 #[test]
-fn run_and_approval_enums_are_those_the_database_accepts() {
+fn run_approval_and_budget_enums_are_those_the_database_accepts() {
     const FOUNDATION: &str = "20261125000001_foundation.sql";
     let cases: [(&str, &str, Vec<&str>); 5] = [
         ("agent_runs", "agent", serde_names::<AgentName>()),
@@ -595,6 +607,8 @@ fn run_and_approval_enums_are_those_the_database_accepts() {
     for decision in serde_names::<Decision>() {
         assert!(decisions.iter().any(|d| d == decision), "approvals.decision does not accept {decision}");
     }
+    let periods = sql_check("20261125000002_model_usage.sql", "model_budgets", "period");
+    assert_eq!(periods, serde_names::<BudgetPeriod>(), "model_budgets.period");
 }
 
 #[test]

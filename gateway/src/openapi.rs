@@ -260,6 +260,33 @@ pub static OPERATIONS: &[Operation] = &[
             Success::One(200, schema::MEMORY_SEARCH),
         )
     },
+    op(
+        "get",
+        "/v1/model_budgets",
+        "listModelBudgets",
+        "The tenant's token budgets per day and month and what it has spent",
+        None,
+        Success::One(200, schema::MODEL_BUDGETS),
+    ),
+    op(
+        "put",
+        "/v1/model_budgets/{period}",
+        "putModelBudget",
+        "Set the tenant's token budget for a period (owners; audited)",
+        Some(schema::MODEL_BUDGET_PUT),
+        Success::One(200, schema::MODEL_BUDGETS),
+    ),
+    Operation {
+        writes: true,
+        ..op(
+            "delete",
+            "/v1/model_budgets/{period}",
+            "deleteModelBudget",
+            "Return to the node's default budget for a period (owners; audited)",
+            None,
+            Success::None,
+        )
+    },
 ];
 
 static DOCUMENT: LazyLock<Value> = LazyLock::new(build);
@@ -369,7 +396,7 @@ fn operation(o: &Operation) -> Value {
     };
     responses.insert(status.to_string(), success);
     responses.insert("401".into(), error_response("Missing or invalid API key"));
-    if o.path.contains("{id}") || o.path.contains("{agent}") || o.path.contains("{kind}") {
+    if ["{id}", "{agent}", "{kind}", "{period}"].iter().any(|p| o.path.contains(p)) {
         responses.insert("404".into(), error_response("No such record (or agent) for this tenant"));
     }
     if o.writes {

@@ -6,6 +6,7 @@ mod brand_core;
 mod campaigns;
 mod leads;
 mod memory;
+mod model_budgets;
 mod personas;
 mod runs;
 mod tenant;
@@ -29,6 +30,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(runs::routes())
         .merge(approvals::routes())
         .merge(memory::routes())
+        .merge(model_budgets::routes())
 }
 
 /// 201 with a `Location` header naming the new record.

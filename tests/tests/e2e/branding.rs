@@ -182,3 +182,52 @@ async fn a_branding_input_that_breaks_the_schema_is_refused_naming_the_field() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
     assert_eq!(err["error"]["field"], "input.goals");
 }
+
+#[tokio::test]
+async fn a_tenant_budget_stops_a_run_before_it_overspends() {
+    let app = spawn().await;
+    let a = app.tenant("thrifty").await;
+    let b = app.tenant("spender").await;
+    let (status, budgets) = app.call(Method::GET, "/v1/model_budgets", Some(&a.owner_key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(budgets["data"][1], json!({"period": "month", "token_limit": null, "used": 0, "updated_at": null}));
+
+    let marketer = app.key(&a, flywheel_contracts::Role::Marketer).await;
+    let (status, _) =
+        app.call(Method::PUT, "/v1/model_budgets/month", Some(&marketer), Some(json!({"token_limit": 0}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "only owners set budgets");
+    let (status, err) =
+        app.call(Method::PUT, "/v1/model_budgets/month", Some(&a.owner_key), Some(json!({"token_limit": -1}))).await;
+    assert_eq!((status, err["error"]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("token_limit")));
+    let (status, set) =
+        app.call(Method::PUT, "/v1/model_budgets/month", Some(&a.owner_key), Some(json!({"token_limit": 0}))).await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert_eq!(set["data"][1]["token_limit"], 0);
+
+    // A's run stops at its first model call; B (no budget of its own) is unaffected.
+    let (_, run) = app.call(Method::POST, "/v1/agents/branding/runs", Some(&a.owner_key), Some(input(""))).await;
+    let run_id = run["id"].as_str().expect("id").to_owned();
+    let failed = eventually("the over-budget run to fail", Duration::from_secs(60), || async {
+        let (_, d) = app.call(Method::GET, &format!("/v1/runs/{run_id}"), Some(&a.owner_key), None).await;
+        (d["run"]["status"] == "failed").then_some(d)
+    })
+    .await;
+    let error = failed["run"]["error"].as_str().expect("error");
+    assert!(error.contains("budget"), "{error}");
+    let (_, other) = app.call(Method::POST, "/v1/agents/branding/runs", Some(&b.owner_key), Some(input(""))).await;
+    assert_eq!(other["status"], "queued");
+    pending_approval(&app, &b).await;
+    let (_, used) = app.call(Method::GET, "/v1/model_budgets", Some(&b.owner_key), None).await;
+    assert!(used["data"][1]["used"].as_u64().is_some_and(|u| u > 0), "B's calls are counted for B: {used}");
+    let (_, mine) = app.call(Method::GET, "/v1/model_budgets", Some(&a.owner_key), None).await;
+    assert_eq!(mine["data"][1]["used"], 0, "nothing spent over the budget");
+
+    let (status, _) = app.call(Method::DELETE, "/v1/model_budgets/month", Some(&a.owner_key), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = app.call(Method::DELETE, "/v1/model_budgets/month", Some(&a.owner_key), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let mut tx = app.db().begin(a.id).await.expect("begin");
+    let audit = flywheel_storage::audit::recent(&mut tx, 50).await.expect("audit");
+    assert!(audit.iter().any(|e| e.action == "model_budget.set"));
+    assert!(audit.iter().any(|e| e.action == "model_budget.clear"));
+}

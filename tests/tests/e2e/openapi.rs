@@ -41,7 +41,8 @@ async fn the_openapi_document_is_served_complete_and_true_to_the_router() {
             .path
             .replace("{id}", &uuid::Uuid::now_v7().to_string())
             .replace("{agent}", "branding")
-            .replace("{kind}", "brand_positioning");
+            .replace("{kind}", "brand_positioning")
+            .replace("{period}", "month");
         let method = Method::from_bytes(op.method.to_uppercase().as_bytes()).expect("method");
         let (status, body) = app.call(method, &path, None, None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{} {}: {body}", op.method, op.path);
