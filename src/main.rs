@@ -128,7 +128,8 @@ fn operator() -> String {
 async fn migrate(config: &Config) -> Result<()> {
     let owner = config.owner_url();
     flywheel_storage::ensure_database(owner.expose()).await.context("create the database (did scripts/setup run?)")?;
-    let applied = flywheel_storage::migrate(owner.expose()).await.context("apply migrations")?;
+    let applied =
+        flywheel_storage::migrate(owner.expose(), config.partition_months_ahead).await.context("apply migrations")?;
     if applied.is_empty() {
         info!("Schema is up to date.");
     } else {

@@ -98,6 +98,12 @@ pub trait Step: Send + Sync {
     fn artifact_schema(&self) -> Option<serde_json::Value> {
         None
     }
+
+    /// For an approval step: the rules an edited artifact must also meet that a schema cannot
+    /// say (unique names, what persisting it will require). `Err((field, message))`.
+    fn check_artifact(&self, _artifact: &JsonObject) -> Result<(), (String, String)> {
+        Ok(())
+    }
 }
 
 /// Checks an agent's run input before the run is created: `Err((field, message))`.

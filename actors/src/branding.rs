@@ -250,6 +250,9 @@ impl Step for Approve {
     fn artifact_schema(&self) -> Option<Value> {
         Some(artifact_schema())
     }
+    fn check_artifact(&self, artifact: &JsonObject) -> Result<(), (String, String)> {
+        validate_for_persisting(&Value::Object(artifact.clone()))
+    }
 }
 
 /// What an approver may edit: the brand core's fields (as `contracts/api/brand_core.json`
@@ -281,25 +284,32 @@ pub fn artifact_schema() -> Value {
 }
 
 /// The approved artifact, checked against the API's own contracts for what it becomes: a brand
-/// core (`brand_core.json#/$defs/create`) and personas (`persona.json#/$defs/create`).
-fn validate_for_persisting(approved: &Value) -> Result<(), StepError> {
+/// core (`brand_core.json#/$defs/create`) and personas (`persona.json#/$defs/create`) with
+/// distinct, non-blank names. `Err((field, message))`, fields relative to `artifact`.
+fn validate_for_persisting(approved: &Value) -> Result<(), (String, String)> {
     use flywheel_contracts::schema::{self, BRAND_CORE_CREATE, PERSONA_CREATE};
     let core =
         json!({"positioning": approved["positioning"], "tone": approved["tone"], "guidelines": approved["guidelines"]});
-    schema::validate(BRAND_CORE_CREATE, &core).map_err(|v| {
-        StepError::Fatal(format!("approved brand core: {} ({})", v.message, v.field.unwrap_or_default()))
-    })?;
-    for p in approved["personas"].as_array().into_iter().flatten() {
-        let mut persona = json!({"name": p["name"]});
+    schema::validate(BRAND_CORE_CREATE, &core)
+        .map_err(|v| (format!("artifact.{}", v.field.unwrap_or_else(|| "positioning".into())), v.message))?;
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in approved["personas"].as_array().into_iter().flatten().enumerate() {
+        let name = p["name"].as_str().unwrap_or_default().trim().to_lowercase();
+        if name.is_empty() {
+            return Err((format!("artifact.personas.{i}.name"), "a persona needs a name".into()));
+        }
+        if !seen.insert(name.clone()) {
+            return Err((format!("artifact.personas.{i}.name"), format!("two personas are named {name:?}")));
+        }
+        let mut persona = json!({"name": p["name"].as_str().unwrap_or_default().trim()});
         if let Some(d) = p.get("description").filter(|d| !d.is_null()) {
             persona["description"] = d.clone();
         }
         if let Some(a) = p.get("attributes").filter(|a| !a.is_null()) {
             persona["attributes"] = a.clone();
         }
-        schema::validate(PERSONA_CREATE, &persona).map_err(|v| {
-            StepError::Fatal(format!("approved persona: {} ({})", v.message, v.field.unwrap_or_default()))
-        })?;
+        schema::validate(PERSONA_CREATE, &persona)
+            .map_err(|v| (format!("artifact.personas.{i}.{}", v.field.unwrap_or_else(|| "name".into())), v.message))?;
     }
     Ok(())
 }
@@ -315,7 +325,9 @@ impl Step for Persist {
     fn run<'a>(&'a self, ctx: &'a StepContext) -> StepFuture<'a, Value> {
         Box::pin(async move {
             let approved = previous(ctx, "approve")?;
-            validate_for_persisting(&approved)?;
+            validate_for_persisting(&approved).map_err(|(field, message)| {
+                StepError::Fatal(format!("the approved artifact cannot be saved: {field}: {message}"))
+            })?;
             Ok(approved)
         })
     }

@@ -86,7 +86,7 @@ impl BenchDatabase {
         let created = Self { name, services: services.clone() };
         println!("  database {} created from flywheel_base; migrating…", created.name);
         // From here on the database exists: a failure drops it again before reporting.
-        let migrated = tokio::time::timeout(PREPARE_TIMEOUT, flywheel_storage::migrate(&owner_url))
+        let migrated = tokio::time::timeout(PREPARE_TIMEOUT, flywheel_storage::migrate(&owner_url, 3))
             .await
             .map_err(|_| anyhow!("migrating {} took more than {PREPARE_TIMEOUT:?}", created.name))
             .and_then(|r| r.with_context(|| format!("cannot migrate {}", created.name)));

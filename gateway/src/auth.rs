@@ -80,3 +80,19 @@ impl FromRequestParts<AppState> for Decider {
         Ok(Decider(auth))
     }
 }
+
+/// An authenticated owner (policies, budgets, keys); anyone else gets 403 before the body is read.
+#[derive(Debug, Clone, Copy)]
+pub struct Owner(pub Auth);
+
+impl FromRequestParts<AppState> for Owner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let auth = Auth::from_request_parts(parts, state).await?;
+        if !auth.0.role.can_administer() {
+            return Err(ApiError::Forbidden(format!("only an owner can do this; the key's role is {}", auth.0.role)));
+        }
+        Ok(Owner(auth))
+    }
+}

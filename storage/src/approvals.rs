@@ -13,8 +13,13 @@ use crate::audit::{self, Actor};
 use crate::row::{enum_column, object};
 use crate::{ListQuery, Result, StorageError, TenantTx};
 
-const COLUMNS: &str = "id, tenant_id, run_id, step_name, kind, status, artifact, decided_artifact, allowed_roles,
-    expires_at, decided_by, decided_at, reason, created_at, updated_at";
+/// A pending approval past its expiry reads as `expired` (it stays `pending` in the table, so
+/// that an owner can still force it); one withdrawn with its run is `expired` for good.
+const STATUS: &str = "case when status = 'pending' and expires_at <= now() then 'expired' else status end";
+
+const COLUMNS: &str = "id, tenant_id, run_id, step_name, kind,
+    case when status = 'pending' and expires_at <= now() then 'expired' else status end as status,
+    artifact, decided_artifact, allowed_roles, expires_at, decided_by, decided_at, reason, created_at, updated_at";
 
 #[derive(sqlx::FromRow)]
 struct Row {
@@ -140,7 +145,7 @@ pub async fn list(
     let tenant = tx.tenant_id();
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "select {COLUMNS} from approvals
-          where tenant_id = $1 and ($2::uuid is null or id < $2) and ($3::text is null or status = $3)
+          where tenant_id = $1 and ($2::uuid is null or id < $2) and ($3::text is null or {STATUS} = $3)
           order by id desc limit $4"
     )))
     .bind(tenant.as_uuid())
@@ -166,14 +171,15 @@ pub struct Decided<'a> {
 /// Records a decision on a pending approval and audits it (who, when, before, after).
 pub async fn decide(tx: &mut TenantTx, id: ApprovalId, decided: &Decided<'_>, actor: &Actor) -> Result<Approval> {
     let before = lock(tx, id).await?;
-    if before.status != ApprovalStatus::Pending {
+    let forcing_expired = before.status == ApprovalStatus::Expired && decided.status == ApprovalStatus::Forced;
+    if before.status != ApprovalStatus::Pending && !forcing_expired {
         return Err(StorageError::Conflict { field: "status".into() });
     }
     let tenant = tx.tenant_id();
-    let row: Row = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "update approvals
             set status = $3, decision = $4, decided_artifact = $5, reason = $6, decided_by = $7, decided_at = now()
-          where tenant_id = $1 and id = $2 returning {COLUMNS}"
+          where tenant_id = $1 and id = $2 and status = 'pending' returning {COLUMNS}"
     )))
     .bind(tenant.as_uuid())
     .bind(id.as_uuid())
@@ -182,9 +188,10 @@ pub async fn decide(tx: &mut TenantTx, id: ApprovalId, decided: &Decided<'_>, ac
     .bind(decided.artifact.map(|a| serde_json::Value::Object(a.clone())))
     .bind(decided.reason)
     .bind(actor_label(actor))
-    .fetch_one(tx.conn())
+    .fetch_optional(tx.conn())
     .await?;
-    let after = row.into_contract()?;
+    // No row: withdrawn (its run was cancelled) — nothing left to decide.
+    let after = row.ok_or(StorageError::Conflict { field: "status".into() })?.into_contract()?;
     audit::record(
         tx,
         actor,

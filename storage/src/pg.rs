@@ -163,7 +163,7 @@ pub async fn ensure_database(owner_url: &str) -> Result<()> {
 
 /// Applies the embedded migrations as the owner role and creates the coming months' partitions.
 /// Returns the versions newly applied.
-pub async fn migrate(owner_url: &str) -> Result<Vec<i64>> {
+pub async fn migrate(owner_url: &str, partition_months_ahead: u32) -> Result<Vec<i64>> {
     let options = PgConnectOptions::from_str(owner_url)
         .map_err(|e| StorageError::Internal(format!("owner URL is not a valid PostgreSQL URL: {e}")))?
         .application_name("flywheel-migrate");
@@ -172,7 +172,10 @@ pub async fn migrate(owner_url: &str) -> Result<Vec<i64>> {
         .map_err(|e| StorageError::Unavailable(format!("cannot connect to PostgreSQL as the owner role: {e}")))?;
     let before: Vec<i64> = applied_versions(&mut conn).await.unwrap_or_default();
     MIGRATOR.run(&mut conn).await.map_err(|e| StorageError::Internal(format!("migration failed: {e}")))?;
-    sqlx::query("select flywheel_ensure_partitions(3)").execute(&mut conn).await?;
+    sqlx::query("select flywheel_ensure_partitions($1)")
+        .bind(i32::try_from(partition_months_ahead).unwrap_or(i32::MAX))
+        .execute(&mut conn)
+        .await?;
     let after = applied_versions(&mut conn).await?;
     Ok(after.into_iter().filter(|v| !before.contains(v)).collect())
 }

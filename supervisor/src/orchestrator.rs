@@ -160,8 +160,15 @@ async fn failure(myself: &ActorRef<OrchMsg>, state: &mut OrchState, run: RunId, 
     while active.failures.front().is_some_and(|t| now.duration_since(*t) > config.restart_window) {
         active.failures.pop_front();
     }
-    if active.failures.len() > config.max_restarts as usize {
-        let error = format!("failed {} times within {:?}: {error}", active.failures.len(), config.restart_window);
+    // Intensity (too many failures within the window) or, for a step that fails slowly (a
+    // provider timing out after minutes), too many attempts overall.
+    let too_often = active.failures.len() > config.max_restarts as usize;
+    if too_often || active.attempt >= config.max_step_attempts {
+        let error = if too_often {
+            format!("failed {} times within {:?}: {error}", active.failures.len(), config.restart_window)
+        } else {
+            format!("failed {} attempts: {error}", active.attempt)
+        };
         fail(state, run, error);
         finish(myself, state, run).await;
         return;
@@ -170,7 +177,7 @@ async fn failure(myself: &ActorRef<OrchMsg>, state: &mut OrchState, run: RunId, 
     active.worker = None;
     // A short, growing pause before the next attempt; the restart is a message, so the
     // orchestrator keeps serving other runs meanwhile.
-    let delay = config.restart_backoff * active.attempt;
+    let delay = (config.restart_backoff * active.attempt).min(std::time::Duration::from_secs(30));
     myself.send_after(delay, move || OrchMsg::Restart(run));
 }
 

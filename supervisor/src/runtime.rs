@@ -33,7 +33,9 @@ pub struct RuntimeConfig {
     /// `restart_window` fail the run.
     pub max_restarts: u32,
     pub restart_window: Duration,
-    /// Pause before a restart, times the attempt number.
+    /// Attempts of one step before its run fails, however slowly they fail.
+    pub max_step_attempts: u32,
+    /// Pause before a restart, times the attempt number (at most 30 s).
     pub restart_backoff: Duration,
     /// Runs one orchestrator (one agent of one tenant) executes at once.
     pub max_concurrent_runs: usize,
@@ -59,6 +61,7 @@ impl Default for RuntimeConfig {
             sweep_interval: Duration::from_secs(15),
             max_restarts: 3,
             restart_window: Duration::from_secs(10),
+            max_step_attempts: 6,
             restart_backoff: Duration::from_millis(200),
             max_concurrent_runs: 4,
             max_waiting_runs: 256,
@@ -190,13 +193,14 @@ impl Runtime {
     ) -> Result<Approval, RuntimeError> {
         let mut tx = self.shared().db.begin(tenant).await?;
         let approval = approvals::lock(&mut tx, id).await?;
-        if approval.status != ApprovalStatus::Pending {
+        let expired_at = approval.expires_at.filter(|_| approval.status == ApprovalStatus::Expired);
+        if approval.status != ApprovalStatus::Pending && expired_at.is_none() {
             return Err(RuntimeError::Conflict {
                 field: "decision".into(),
                 message: format!("this approval is already {}", approval.status.as_str()),
             });
         }
-        if let Some(expired) = approval.expires_at.filter(|at| *at <= chrono::Utc::now())
+        if let Some(expired) = expired_at
             && request.decision != Decision::Force
         {
             return Err(RuntimeError::Conflict {
@@ -248,6 +252,7 @@ impl Runtime {
                 if let Some(schema) = step.artifact_schema() {
                     check_artifact(&schema, &edited)?;
                 }
+                step.check_artifact(&edited).map_err(|(field, message)| RuntimeError::Invalid { field, message })?;
                 edited
             }
             // Only an edit changes the artifact; anything else decides on the proposal as it is.

@@ -116,9 +116,15 @@ async fn execute(args: &WorkerArgs) -> Result<StepOutcome, StepError> {
     // 3. The checkpoint.
     let mut tx = db.begin(args.tenant).await?;
     let current = runs::lock(&mut tx, args.run).await?;
-    if current.run.cursor != state.run.cursor || !matches!(current.run.status, RunStatus::Running | RunStatus::Paused) {
+    // Queued again means paused and resumed while this step worked: its work still counts.
+    if current.run.cursor != state.run.cursor
+        || !matches!(current.run.status, RunStatus::Running | RunStatus::Paused | RunStatus::Queued)
+    {
         // Cancelled, or another executor committed this step meanwhile: drop the work.
         return Ok(StepOutcome::Parked);
+    }
+    if current.run.status == RunStatus::Queued {
+        runs::set_status(&mut tx, args.run, RunStatus::Running, None).await?;
     }
     let key = idempotency_key(&current, step.name());
     let from = current.run.cursor;
@@ -164,6 +170,12 @@ async fn execute(args: &WorkerArgs) -> Result<StepOutcome, StepError> {
                     .await?
                 }
             };
+            if current.run.status == RunStatus::Paused {
+                // Paused while proposing: the approval exists, the run stays paused; on resume
+                // this step finds the pending approval and parks the run for it.
+                tx.commit().await?;
+                return Ok(StepOutcome::Parked);
+            }
             if !auto {
                 let parked = runs::set_status(&mut tx, args.run, RunStatus::AwaitingApproval, None).await?;
                 tx.commit().await?;

@@ -142,7 +142,7 @@ async fn ensure_template() -> String {
             .execute(&mut admin)
             .await
             .expect("create template (did scripts/setup run?)");
-        flywheel_storage::migrate(&owner_url(&building)).await.expect("migrate the template");
+        flywheel_storage::migrate(&owner_url(&building), 3).await.expect("migrate the template");
         // Renamed only once complete, so a crash mid-build never leaves a broken template.
         sqlx::query(sqlx::AssertSqlSafe(format!("alter database {building} rename to {template}")))
             .execute(&mut admin)

@@ -14,7 +14,7 @@ use flywheel_storage::approvals as repo;
 
 use super::page;
 use crate::AppState;
-use crate::auth::{Auth, Decider};
+use crate::auth::{Auth, Decider, Owner};
 use crate::error::ApiError;
 use crate::extract::{ListParams, ValidJson, enum_param, path_id};
 
@@ -49,13 +49,10 @@ async fn show_policy(
 /// Only owners change policies: a policy decides approvals in their name. Audited.
 async fn put_policy(
     State(state): State<AppState>,
-    auth: Auth,
+    Owner(auth): Owner,
     Path(kind): Path<String>,
     ValidJson(body): ValidJson<ApprovalPolicyPut>,
 ) -> Result<Json<ApprovalPolicy>, ApiError> {
-    if !auth.0.role.can_administer() {
-        return Err(ApiError::Forbidden("only an owner can change approval policies".into()));
-    }
     let kind = policy_kind(&kind)?;
     let rule = serde_json::to_value(&body.rule).ok().and_then(|v| v.as_object().cloned()).ok_or(ApiError::Internal)?;
     let mut tx = state.db().begin(auth.0.tenant_id).await?;
@@ -67,12 +64,9 @@ async fn put_policy(
 
 async fn delete_policy(
     State(state): State<AppState>,
-    auth: Auth,
+    Owner(auth): Owner,
     Path(kind): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
-    if !auth.0.role.can_administer() {
-        return Err(ApiError::Forbidden("only an owner can change approval policies".into()));
-    }
     let kind = policy_kind(&kind)?;
     let mut tx = state.db().begin(auth.0.tenant_id).await?;
     repo::policy_record(&mut tx, kind).await?.ok_or(ApiError::NotFound)?;

@@ -2,6 +2,7 @@
 //! meaning to `q` (embedded with the node's embedder, searched in its vector store).
 
 use axum::extract::{Query, State};
+use axum::http::Uri;
 use axum::routing::get;
 use axum::{Json, Router};
 use flywheel_actors::embedding::Embedder;
@@ -24,11 +25,10 @@ struct Params {
     limit: Option<String>,
 }
 
-async fn search(
-    State(state): State<AppState>,
-    auth: Auth,
-    Query(params): Query<Params>,
-) -> Result<Json<MemorySearch>, ApiError> {
+async fn search(State(state): State<AppState>, auth: Auth, uri: Uri) -> Result<Json<MemorySearch>, ApiError> {
+    // Parsed here so that a malformed query string gets the JSON error like everything else.
+    let Query(params) = Query::<Params>::try_from_uri(&uri)
+        .map_err(|_| ApiError::Validation { field: None, message: "the query string is malformed".into() })?;
     let q = params
         .q
         .map(|q| q.trim().to_owned())

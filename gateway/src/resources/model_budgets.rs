@@ -13,7 +13,7 @@ use flywheel_storage::{TenantTx, audit};
 use serde_json::json;
 
 use crate::AppState;
-use crate::auth::Auth;
+use crate::auth::{Auth, Owner};
 use crate::error::ApiError;
 use crate::extract::{ValidJson, enum_param};
 
@@ -32,14 +32,6 @@ fn stored(period: BudgetPeriod) -> StoredPeriod {
 
 fn period(raw: &str) -> Result<BudgetPeriod, ApiError> {
     enum_param(raw).ok_or(ApiError::NotFound)
-}
-
-fn require_owner(auth: &Auth) -> Result<(), ApiError> {
-    if auth.0.role.can_administer() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("only an owner can change model budgets".into()))
-    }
 }
 
 async fn budgets(tx: &mut TenantTx) -> Result<ModelBudgets, ApiError> {
@@ -69,11 +61,10 @@ async fn list(State(state): State<AppState>, auth: Auth) -> Result<Json<ModelBud
 
 async fn put(
     State(state): State<AppState>,
-    auth: Auth,
+    Owner(auth): Owner,
     Path(raw): Path<String>,
     ValidJson(body): ValidJson<ModelBudgetPut>,
 ) -> Result<Json<ModelBudgets>, ApiError> {
-    require_owner(&auth)?;
     let p = period(&raw)?;
     let mut tx = state.db().begin(auth.0.tenant_id).await?;
     repo::set_budget(&mut tx, stored(p), body.token_limit).await?;
@@ -92,8 +83,11 @@ async fn put(
     Ok(Json(out))
 }
 
-async fn delete(State(state): State<AppState>, auth: Auth, Path(raw): Path<String>) -> Result<StatusCode, ApiError> {
-    require_owner(&auth)?;
+async fn delete(
+    State(state): State<AppState>,
+    Owner(auth): Owner,
+    Path(raw): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let p = period(&raw)?;
     let mut tx = state.db().begin(auth.0.tenant_id).await?;
     if !repo::clear_budget(&mut tx, stored(p)).await? {

@@ -60,6 +60,22 @@ async fn branding_run_edit_and_approve_persists_the_edit_and_fills_brand_memory(
     let (_, brands) = app.call(Method::GET, "/v1/brand_core", Some(&a.owner_key), None).await;
     assert_eq!(brands["data"], json!([]));
 
+    // An edit that could not be saved is refused at once, naming the field.
+    let mut clash = artifact.clone();
+    clash["personas"][1]["name"] = clash["personas"][0]["name"].clone();
+    let (status, err) = app
+        .call(
+            Method::POST,
+            &format!("/v1/approvals/{}/decision", approval["id"].as_str().expect("id")),
+            Some(&a.owner_key),
+            Some(json!({"decision": "edit", "artifact": clash})),
+        )
+        .await;
+    assert_eq!(
+        (status, err["error"]["field"].clone()),
+        (StatusCode::UNPROCESSABLE_ENTITY, json!("artifact.personas.1.name"))
+    );
+
     // Edit-and-approve: the edit is what gets persisted.
     let mut edited = artifact.clone();
     edited["positioning"] =

@@ -302,6 +302,8 @@ async fn a_rejection_loops_back_and_regenerates_and_a_policy_can_approve() {
     let path = "/v1/approval_policies/brand_positioning";
     let (status, _) = app.call(Method::PUT, path, Some(&marketer), Some(json!({"rule": {"auto_approve": true}}))).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = app.call(Method::PUT, path, Some(&marketer), Some(json!({"rule": {}}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the role is checked before the body");
     let (status, err) = app.call(Method::PUT, path, Some(&a.owner_key), Some(json!({"rule": {}}))).await;
     assert_eq!((status, err["error"]["field"].clone()), (StatusCode::UNPROCESSABLE_ENTITY, json!("rule")));
     let (status, err) =
@@ -427,6 +429,12 @@ async fn pause_resume_and_cancel() {
     wait_status(&app, &a, &run, "running").await;
     let (status, paused) = app.call(Method::POST, &format!("/v1/runs/{run}/pause"), Some(&a.owner_key), None).await;
     assert_eq!((status, paused["status"].clone()), (StatusCode::OK, json!("paused")));
+    // Paused and resumed while its step works: the step's work still counts, and the run
+    // carries on without waiting for a sweep.
+    let (status, _) = app.call(Method::POST, &format!("/v1/runs/{run}/resume"), Some(&a.owner_key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.call(Method::POST, &format!("/v1/runs/{run}/pause"), Some(&a.owner_key), None).await;
+    assert_eq!(status, StatusCode::OK);
     gate.add_permits(1);
     // The step in flight is committed; nothing runs after it while paused.
     let detail = eventually("the in-flight step to commit", Duration::from_secs(20), || async {
@@ -493,6 +501,9 @@ async fn an_expired_approval_can_only_be_forced_by_an_owner() {
     let run = start(&app, &a, "analytics").await;
     wait_status(&app, &a, &run, "awaiting_approval").await;
     let (_, pending) = app.call(Method::GET, "/v1/approvals?status=pending", Some(&a.owner_key), None).await;
+    assert_eq!(pending["data"], json!([]), "an expired approval is not pending any more");
+    let (_, expired) = app.call(Method::GET, "/v1/approvals?status=expired", Some(&a.owner_key), None).await;
+    let pending = expired;
     let approval = pending["data"][0].clone();
     assert!(approval["expires_at"].is_string(), "{approval}");
     let path = format!("/v1/approvals/{}/decision", approval["id"].as_str().expect("id"));
