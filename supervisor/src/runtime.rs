@@ -344,21 +344,7 @@ impl Runtime {
 
     /// Cancels a run that has not finished; a step in progress is discarded.
     pub async fn cancel(&self, tenant: TenantId, run: RunId) -> Result<Run, RuntimeError> {
-        let mut tx = self.shared().db.begin(tenant).await?;
-        let state = runs::lock(&mut tx, run).await?;
-        if state.run.status.is_finished() {
-            return Err(RuntimeError::Conflict {
-                field: "status".into(),
-                message: format!("a {} run cannot be cancelled", state.run.status.as_str()),
-            });
-        }
-        let after = runs::set_status(&mut tx, run, RunStatus::Cancelled, None).await?;
-        // In the same transaction: its pending approvals can no longer be decided, so they are
-        // withdrawn and nobody is asked.
-        approvals::expire_for_run(&mut tx, run, "the run was cancelled", &AuditActor::System).await?;
-        tx.commit().await?;
-        mirror(self.shared(), tenant, &after).await;
-        Ok(after.run)
+        self.transition(tenant, run, |s| !s.is_finished(), RunStatus::Cancelled).await
     }
 
     async fn transition(
@@ -377,6 +363,11 @@ impl Runtime {
             });
         }
         let after = runs::set_status(&mut tx, run, to, None).await?;
+        if to == RunStatus::Cancelled {
+            // In the same transaction: a cancelled run's pending approvals can no longer be
+            // decided, so they are withdrawn and nobody is asked.
+            approvals::expire_for_run(&mut tx, run, "the run was cancelled", &AuditActor::System).await?;
+        }
         tx.commit().await?;
         mirror(self.shared(), tenant, &after).await;
         Ok(after.run)
