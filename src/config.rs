@@ -141,6 +141,49 @@ pub struct Config {
     #[arg(long, env = "FLYWHEEL_APPROVAL_TTL_HOURS", default_value_t = 0)]
     pub approval_ttl_hours: u64,
 
+    /// The node's public base URL, used in the tracking snippet (`<script src=".../t.js">`).
+    /// Without it, the snippet uses the host of the request that asked for it.
+    #[arg(long, env = "FLYWHEEL_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Redis stream shards of the event pipeline (fixed for a deployment).
+    #[arg(long, env = "FLYWHEEL_INGEST_SHARDS", default_value_t = 8)]
+    pub ingest_shards: u16,
+
+    /// Events one shard may hold before the tracking endpoints answer 503 (back-pressure).
+    #[arg(long, env = "FLYWHEEL_INGEST_MAX_BACKLOG", default_value_t = 100_000)]
+    pub ingest_max_backlog: u64,
+
+    /// Event ingestors (consumers of the stream) on this node; 0 makes an edge-only node that
+    /// accepts events for other nodes to store.
+    #[arg(long, env = "FLYWHEEL_INGESTORS", default_value_t = 2)]
+    pub ingestors: u16,
+
+    /// Largest batch an ingestor writes in one transaction, and the longest it waits to fill one.
+    #[arg(long, env = "FLYWHEEL_INGEST_BATCH", default_value_t = 5_000)]
+    pub ingest_batch: usize,
+    #[arg(long, env = "FLYWHEEL_INGEST_LINGER_MS", default_value_t = 200)]
+    pub ingest_linger_ms: u64,
+
+    /// Seconds an entry may stay unacknowledged with another consumer before this node takes it
+    /// over (that consumer died).
+    #[arg(long, env = "FLYWHEEL_INGEST_CLAIM_IDLE_SECS", default_value_t = 30)]
+    pub ingest_claim_idle_secs: u64,
+
+    /// This node's stream consumer name prefix; keep it stable across restarts (default: the host name).
+    #[arg(long, env = "FLYWHEEL_INGEST_CONSUMER")]
+    pub ingest_consumer: Option<String>,
+
+    /// Default events per second per tenant, and requests per second per client IP, on the tracking endpoints.
+    #[arg(long, env = "FLYWHEEL_TENANT_EVENTS_PER_SEC", default_value_t = 2_000)]
+    pub tenant_events_per_sec: u32,
+    #[arg(long, env = "FLYWHEEL_IP_REQUESTS_PER_SEC", default_value_t = 100)]
+    pub ip_requests_per_sec: u32,
+
+    /// Take the client IP from X-Forwarded-For (only behind a proxy that sets it).
+    #[arg(long, env = "FLYWHEEL_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
     /// Log format: `text` for people, `json` for log pipelines. Levels come from RUST_LOG.
     #[arg(long, env = "FLYWHEEL_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
@@ -258,6 +301,38 @@ impl Config {
     }
 
     pub fn gateway(&self) -> flywheel_gateway::GatewayConfig {
-        flywheel_gateway::GatewayConfig { max_body_bytes: self.max_body_bytes }
+        let tracking = flywheel_gateway::TrackingConfig {
+            stream: self.stream(),
+            tenant_events_per_second: self.tenant_events_per_sec.max(1),
+            ip_requests_per_second: self.ip_requests_per_sec.max(1),
+            trust_forwarded_for: self.trust_forwarded_for,
+            ..Default::default()
+        };
+        flywheel_gateway::GatewayConfig {
+            max_body_bytes: self.max_body_bytes,
+            public_url: self.public_url.clone(),
+            tracking,
+        }
+    }
+
+    pub fn stream(&self) -> flywheel_storage::event_stream::StreamConfig {
+        flywheel_storage::event_stream::StreamConfig {
+            shards: self.ingest_shards.max(1),
+            max_backlog_per_shard: self.ingest_max_backlog.max(1),
+        }
+    }
+
+    pub fn ingest(&self) -> flywheel_supervisor::IngestConfig {
+        let consumer = self.ingest_consumer.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
+        });
+        flywheel_supervisor::IngestConfig {
+            ingestors: self.ingestors.max(1),
+            max_batch: self.ingest_batch.clamp(1, 50_000),
+            max_linger: std::time::Duration::from_millis(self.ingest_linger_ms),
+            claim_idle: std::time::Duration::from_secs(self.ingest_claim_idle_secs.max(1)),
+            consumer_prefix: if consumer.is_empty() { "flywheel".into() } else { consumer },
+            ..Default::default()
+        }
     }
 }

@@ -164,6 +164,15 @@ async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
         .await
         .context("start the actor runtime")?;
     let state = AppState::new(db.clone(), redis.clone(), vector, runtime.clone(), Some(embedder), config.gateway());
+    // FLYWHEEL_INGESTORS=0: an edge-only node, accepting events that other nodes store.
+    let ingest = if config.ingestors > 0 {
+        let ingest = flywheel_supervisor::Ingest::start(db.clone(), state.event_stream().clone(), config.ingest())
+            .await
+            .map_err(|e| anyhow::anyhow!("start the event ingestors: {e}"))?;
+        Some(ingest)
+    } else {
+        None
+    };
     if let Some(demo) = demo {
         let (runtime, db, config) = (runtime.clone(), db.clone(), config.clone());
         tokio::spawn(async move {
@@ -181,6 +190,9 @@ async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
     let _ = stop_tx.send(true);
     server.await.context("HTTP server task")?.context("HTTP server")?;
     runtime.stop();
+    if let Some(ingest) = &ingest {
+        ingest.stop();
+    }
     let _ = maintenance.await;
     redis.quit().await;
     db.close().await;

@@ -1,5 +1,6 @@
-//! `flywheel-bench`: runs issue 3's benchmarks — `actors`, `steps`, `tenants`, or `all` — prints
-//! their figures, and ends with one `SUMMARY` line of ratios and whether each target is met.
+//! `flywheel-bench`: runs the benchmarks — `actors`, `steps`, `tenants` (issue 3), `ingest`
+//! (issue 4), or `all` — prints their figures, and ends with one `SUMMARY` line of ratios and
+//! whether each target is met.
 //!
 //! `cargo run -p flywheel-bench --release -- all`. The exit status is non-zero only when a
 //! benchmark could not run (PostgreSQL or Redis missing, a deadline passed); a missed target is
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use flywheel_bench::actors::{self, ActorsConfig};
+use flywheel_bench::ingest::{self, IngestConfig};
 use flywheel_bench::services::Services;
 use flywheel_bench::steps::{self, StepsConfig};
 use flywheel_bench::target::{Target, summary};
@@ -36,8 +38,11 @@ enum Command {
     Steps(StepsConfig),
     /// Memory per active and passivated tenant supervisor (PostgreSQL, Redis).
     Tenants(TenantsConfig),
-    /// All three: tenants first (its memory readings are cleanest in a fresh process), then
-    /// actors, then steps.
+    /// Event ingestion: a real node's accepted and persisted rates and latency against a raw
+    /// binary COPY and a no-op HTTP handler (PostgreSQL, Redis; builds the release node binary).
+    Ingest(IngestConfig),
+    /// All four: tenants first (its memory readings are cleanest in a fresh process), then
+    /// actors, steps and ingest.
     All {
         #[command(flatten)]
         actors: ActorsConfig,
@@ -45,6 +50,8 @@ enum Command {
         steps: StepsConfig,
         #[command(flatten)]
         tenants: TenantsConfig,
+        #[command(flatten)]
+        ingest: IngestConfig,
     },
 }
 
@@ -69,12 +76,15 @@ async fn run(cli: Cli) -> Result<String> {
         Command::Actors(config) => ("actors", actors::run(config).await?),
         Command::Steps(config) => ("steps", steps::run(services, config).await?),
         Command::Tenants(config) => ("tenants", tenants::run(services, config).await?),
-        Command::All { actors: actors_config, steps: steps_config, tenants: tenants_config } => {
+        Command::Ingest(config) => ("ingest", ingest::run(services, config).await?),
+        Command::All { actors: actors_config, steps: steps_config, tenants: tenants_config, ingest: ingest_config } => {
             let mut targets = tenants::run(services, tenants_config).await?;
             println!();
             targets.extend(actors::run(actors_config).await?);
             println!();
             targets.extend(steps::run(services, steps_config).await?);
+            println!();
+            targets.extend(ingest::run(services, ingest_config).await?);
             ("all", targets)
         }
     };

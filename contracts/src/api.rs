@@ -13,6 +13,7 @@ pub mod model_budget;
 pub mod persona;
 pub mod run;
 pub mod tenant;
+pub mod tracking;
 
 use serde::{Deserialize, Serialize};
 

@@ -13,6 +13,10 @@ use uuid::Uuid;
 use crate::api::JsonObject;
 use crate::ids::{CampaignId, LandingPageId, LeadId};
 
+mod parse;
+
+pub use parse::{BatchError, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, parse_batch, parse_one, parse_pixel};
+
 /// What happened. The same list as the `events.event_type` check constraint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

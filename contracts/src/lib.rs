@@ -11,6 +11,7 @@ pub mod email;
 pub mod events;
 pub mod hot;
 pub mod ids;
+pub mod ingest;
 pub mod money;
 pub mod patch;
 pub mod phone;

@@ -29,6 +29,7 @@ pub const DOCUMENTS: &[(&str, &str)] = &[
     ("api/approval.json", include_str!("../api/approval.json")),
     ("api/memory.json", include_str!("../api/memory.json")),
     ("api/model_budget.json", include_str!("../api/model_budget.json")),
+    ("api/tracking.json", include_str!("../api/tracking.json")),
     ("events/event.schema.json", include_str!("../events/event.schema.json")),
 ];
 
@@ -82,6 +83,13 @@ pub const MEMORY_SEARCH: SchemaRef = SchemaRef::api("api/memory.json", "search")
 pub const MODEL_BUDGETS: SchemaRef = SchemaRef::api("api/model_budget.json", "budgets");
 pub const MODEL_BUDGET_PUT: SchemaRef = SchemaRef::api("api/model_budget.json", "budget_put");
 pub const EVENT: SchemaRef = SchemaRef { document: "events/event.schema.json", definition: None };
+/// The body of `POST /v1/collect` and its answer.
+pub const COLLECT: SchemaRef = SchemaRef::api("api/tracking.json", "collect");
+pub const COLLECTED: SchemaRef = SchemaRef::api("api/tracking.json", "collected");
+pub const TRACKING: SchemaRef = SchemaRef::api("api/tracking.json", "resource");
+pub const TRACKING_UPDATE: SchemaRef = SchemaRef::api("api/tracking.json", "update");
+/// The answer of `GET /v1/events` and `GET /v1/leads/{id}/timeline`.
+pub const STORED_EVENTS: SchemaRef = SchemaRef::api("api/tracking.json", "events");
 
 /// Every schema the API uses, for the OpenAPI document and for tests.
 pub const ALL: &[SchemaRef] = &[
@@ -112,6 +120,11 @@ pub const ALL: &[SchemaRef] = &[
     MODEL_BUDGETS,
     MODEL_BUDGET_PUT,
     EVENT,
+    COLLECT,
+    COLLECTED,
+    TRACKING,
+    TRACKING_UPDATE,
+    STORED_EVENTS,
 ];
 
 /// The first reason an instance does not match its schema, in terms a client can act on.

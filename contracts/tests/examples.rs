@@ -21,6 +21,9 @@ use flywheel_contracts::api::run::{
     AgentName, BrandingInput, Competitor, Run, RunCreate, RunDetail, RunStatus, RunStep, StepStatus,
 };
 use flywheel_contracts::api::tenant::{Tenant, TenantCreated, TenantStatus};
+use flywheel_contracts::api::tracking::{
+    CollectBatch, Collected, StoredEvent, StoredEvents, TrackingSettings, TrackingSettingsUpdate,
+};
 use flywheel_contracts::events::{EventSource, EventType, TrackingEvent};
 use flywheel_contracts::schema::{self, SchemaRef};
 use flywheel_contracts::{Currency, Money, Role};
@@ -133,6 +136,11 @@ const TABLE: &[Contract] = &[
     contract::<ModelBudgets>("model_budget", "budgets", schema::MODEL_BUDGETS),
     contract::<ModelBudgetPut>("model_budget", "budget_put", schema::MODEL_BUDGET_PUT),
     contract::<TrackingEvent>("event", "", schema::EVENT),
+    contract::<CollectBatch>("tracking", "collect", schema::COLLECT),
+    contract::<Collected>("tracking", "collected", schema::COLLECTED),
+    contract::<TrackingSettings>("tracking", "resource", schema::TRACKING),
+    contract::<TrackingSettingsUpdate>("tracking", "update", schema::TRACKING_UPDATE),
+    contract::<StoredEvents>("tracking", "events", schema::STORED_EVENTS),
 ];
 
 /// Every file under `examples/invalid/` and the field its first violation must name (`None`
@@ -173,6 +181,9 @@ const INVALID: &[(&str, Option<&str>)] = &[
     ("event.unknown_type.json", Some("type")),
     ("event.unknown_field.json", Some("userId")),
     ("event.bad_visitor_id.json", Some("visitor_id")),
+    ("tracking.collect.bad_event.json", Some("events.1.type")),
+    ("tracking.collect.empty.json", Some("events")),
+    ("tracking.update.bad_origin.json", Some("allowed_origins.0")),
 ];
 
 fn examples_dir() -> PathBuf {
@@ -325,7 +336,8 @@ fn definition(schema: SchemaRef) -> &'static Value {
 
 /// Request bodies that are neither a `create` (POST) nor an `update` (PATCH): the bodies of
 /// actions and of PUTs.
-const ACTION_BODIES: &[SchemaRef] = &[schema::DECISION_REQUEST, schema::APPROVAL_POLICY_PUT, schema::MODEL_BUDGET_PUT];
+const ACTION_BODIES: &[SchemaRef] =
+    &[schema::DECISION_REQUEST, schema::APPROVAL_POLICY_PUT, schema::MODEL_BUDGET_PUT, schema::COLLECT];
 
 /// Whether a schema is a whole request body, whose top-level `tenant_id` the gateway strips.
 /// A schema of a part of a body (`branding_input`, a run's `input`) is not one.
@@ -358,6 +370,7 @@ const PARTS: &[(&str, &str, FieldNames)] = &[
     ("api/approval.json", "policy_rule", serde_names::<PolicyRule>),
     ("api/memory.json", "hit", serde_names::<MemoryHit>),
     ("api/model_budget.json", "budget", serde_names::<ModelBudget>),
+    ("api/tracking.json", "stored_event", serde_names::<StoredEvent>),
 ];
 
 #[test]

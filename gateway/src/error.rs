@@ -31,6 +31,12 @@ pub enum ApiError {
     Forbidden(String),
     /// 405.
     MethodNotAllowed,
+    /// 413 for a part of the body (an event of a batch), naming it.
+    TooLarge { field: Option<String>, message: String },
+    /// 429: a rate limit; retry after this many seconds.
+    RateLimited { retry_after_secs: u64 },
+    /// 503: the ingest backlog is at its bound; retry after this many seconds.
+    Overloaded { retry_after_secs: u64 },
     /// 503: a dependency is down or saturated; retry later.
     Unavailable,
     /// 500: our fault; the detail is in the log.
@@ -62,6 +68,21 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("the request body is larger than {limit} bytes"),
+                None,
+            ),
+            ApiError::TooLarge { field, message } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message.clone(), field.clone())
+            }
+            ApiError::RateLimited { retry_after_secs } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many events or requests; retry in {retry_after_secs} s"),
+                None,
+            ),
+            ApiError::Overloaded { retry_after_secs } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!("the event backlog is full; retry in {retry_after_secs} s"),
                 None,
             ),
             ApiError::UnsupportedMediaType => (
@@ -141,6 +162,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unavailable => {
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::RateLimited { retry_after_secs } | ApiError::Overloaded { retry_after_secs } => {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
             }
             _ => {}
         }

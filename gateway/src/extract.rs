@@ -38,6 +38,7 @@ contract! {
     flywheel_contracts::api::approval::DecisionRequest => DECISION_REQUEST,
     flywheel_contracts::api::approval::ApprovalPolicyPut => APPROVAL_POLICY_PUT,
     flywheel_contracts::api::model_budget::ModelBudgetPut => MODEL_BUDGET_PUT,
+    flywheel_contracts::api::tracking::TrackingSettingsUpdate => TRACKING_UPDATE,
 }
 
 /// A JSON body checked against its contract. A top-level `tenant_id` is dropped before

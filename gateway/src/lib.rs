@@ -10,6 +10,8 @@ mod health;
 pub mod openapi;
 mod resources;
 
+pub use resources::collect::TrackingConfig;
+
 use std::future::Future;
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use flywheel_actors::embedding::Embeddings;
 use flywheel_storage::Database;
+use flywheel_storage::event_stream::EventStream;
 use flywheel_storage::redis::RedisStore;
 use flywheel_storage::vector::VectorMemory;
 use flywheel_supervisor::Runtime;
@@ -27,11 +30,15 @@ use tokio::net::TcpListener;
 pub struct GatewayConfig {
     /// Largest accepted request body; larger ones get 413.
     pub max_body_bytes: usize,
+    /// The node's public base URL (`https://track.example.com`), for the tracking snippet;
+    /// without it, the request's host.
+    pub public_url: Option<String>,
+    pub tracking: TrackingConfig,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        Self { max_body_bytes: 1024 * 1024 }
+        Self { max_body_bytes: 1024 * 1024, public_url: None, tracking: TrackingConfig::default() }
     }
 }
 
@@ -49,6 +56,7 @@ struct Inner {
     runtime: Runtime,
     embedder: Option<Embeddings>,
     config: GatewayConfig,
+    tracking: resources::collect::Tracking,
 }
 
 impl AppState {
@@ -61,7 +69,9 @@ impl AppState {
         embedder: Option<Embeddings>,
         config: GatewayConfig,
     ) -> Self {
-        Self { inner: Arc::new(Inner { db, redis, vector, runtime, embedder, config }) }
+        let stream = EventStream::new(redis.clone(), config.tracking.stream.clone());
+        let tracking = resources::collect::Tracking::new(stream, config.tracking.clone());
+        Self { inner: Arc::new(Inner { db, redis, vector, runtime, embedder, config, tracking }) }
     }
     pub fn embedder(&self) -> Option<&Embeddings> {
         self.inner.embedder.as_ref()
@@ -80,6 +90,13 @@ impl AppState {
     }
     pub fn config(&self) -> &GatewayConfig {
         &self.inner.config
+    }
+    pub(crate) fn tracking(&self) -> &resources::collect::Tracking {
+        &self.inner.tracking
+    }
+    /// The ingest stream the edge writes to.
+    pub fn event_stream(&self) -> &EventStream {
+        &self.inner.tracking.stream
     }
 }
 
@@ -102,5 +119,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    // The peer address feeds the tracking edge's per-IP limits and truncated IPs.
+    axum::serve(listener, router(state).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
 }

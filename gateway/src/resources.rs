@@ -4,12 +4,14 @@
 mod approvals;
 mod brand_core;
 mod campaigns;
+pub(crate) mod collect;
 mod leads;
 mod memory;
 mod model_budgets;
 mod personas;
 mod runs;
 mod tenant;
+mod tracking;
 
 use axum::Json;
 use axum::Router;
@@ -31,6 +33,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(approvals::routes())
         .merge(memory::routes())
         .merge(model_budgets::routes())
+        .merge(collect::routes())
+        .merge(tracking::routes())
 }
 
 /// 201 with a `Location` header naming the new record.

@@ -18,6 +18,9 @@ pub mod brand_core;
 pub mod campaigns;
 pub mod catalog;
 mod error;
+pub mod event_stream;
+pub mod events;
+pub mod ingest;
 pub mod leads;
 mod list;
 pub mod model_usage;
@@ -28,6 +31,7 @@ pub mod redis;
 mod row;
 pub mod runs;
 pub mod tenants;
+pub mod tracking;
 pub mod vector;
 
 pub use error::{Result, StorageError};

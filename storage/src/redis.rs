@@ -124,6 +124,11 @@ impl RedisStore {
         &self.namespace
     }
 
+    /// The pool, for this crate's Redis modules (`event_stream`) only.
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     pub async fn quit(&self) {
         // Best effort at shutdown; the process is about to exit either way.
         let _ = self.pool.quit().await;

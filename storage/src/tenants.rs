@@ -30,6 +30,12 @@ impl Database {
             .bind(actor)
             .fetch_one(self.pool())
             .await?;
+        let tenant = TenantId::from_uuid(id);
+        // The tracking settings (and write key) come with the tenant; `tracking::get` creates
+        // them for a tenant that lacks them, so a crash between the two heals itself.
+        let mut tx = self.begin(tenant).await?;
+        let write_key = crate::tracking::get(&mut tx).await?.write_key;
+        tx.commit().await?;
         Ok(TenantCreated {
             tenant_id: TenantId::from_uuid(id),
             name: name.to_owned(),
@@ -37,6 +43,7 @@ impl Database {
             api_key: key.plain.expose().clone(),
             api_key_prefix: key.prefix.clone(),
             role: Role::Owner,
+            write_key,
         })
     }
 
@@ -57,6 +64,7 @@ pub async fn current(tx: &mut TenantTx) -> Result<Tenant> {
             .fetch_one(tx.conn())
             .await?;
     let (id, name, slug, status, created_at, updated_at) = row;
+    let write_key = crate::tracking::get(tx).await?.write_key;
     Ok(Tenant {
         id: TenantId::from_uuid(id),
         name,
@@ -66,6 +74,7 @@ pub async fn current(tx: &mut TenantTx) -> Result<Tenant> {
             "suspended" => TenantStatus::Suspended,
             _ => TenantStatus::Deleted,
         },
+        write_key,
         created_at,
         updated_at,
     })

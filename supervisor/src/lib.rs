@@ -14,6 +14,7 @@
 //! survive a node restart and nothing queued is forgotten when an in-memory queue is full.
 
 mod error;
+mod ingest;
 mod node;
 mod orchestrator;
 mod relay;
@@ -22,4 +23,5 @@ mod tenant;
 mod worker;
 
 pub use error::RuntimeError;
+pub use ingest::{Ingest, IngestConfig, IngestStats};
 pub use runtime::{Runtime, RuntimeConfig, TenantTree};

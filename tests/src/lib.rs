@@ -9,6 +9,8 @@
 // security in ways the typed storage API cannot even express.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+pub mod webdriver;
+
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
@@ -167,6 +169,9 @@ pub struct TestApp {
     pub test_db: TestDb,
     pub redis: RedisStore,
     pub runtime: flywheel_supervisor::Runtime,
+    /// The event ingestors of this node (reading the test's own Redis namespace).
+    pub ingest: flywheel_supervisor::Ingest,
+    pub stream: flywheel_storage::event_stream::EventStream,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -175,6 +180,8 @@ pub struct TestApp {
 pub struct TestTenant {
     pub id: flywheel_contracts::TenantId,
     pub owner_key: String,
+    /// The tenant's public write key (tracking script and pixel).
+    pub write_key: String,
 }
 
 impl TestApp {
@@ -258,6 +265,10 @@ impl TestApp {
             embedder,
             config,
         );
+        let stream = state.event_stream().clone();
+        let ingest = flywheel_supervisor::Ingest::start(test_db.db.clone(), stream.clone(), test_ingest_config())
+            .await
+            .expect("start the event ingestors");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(flywheel_gateway::serve(listener, state, async {
             let _ = rx.await;
@@ -268,6 +279,8 @@ impl TestApp {
             test_db,
             redis,
             runtime,
+            ingest,
+            stream,
             shutdown: Some(tx),
         }
     }
@@ -284,7 +297,7 @@ impl TestApp {
     pub async fn tenant(&self, slug: &str) -> TestTenant {
         let slug = flywheel_contracts::Slug::parse(slug).expect("test slug");
         let created = self.db().create_tenant(&format!("Tenant {slug}"), &slug, "test").await.expect("create tenant");
-        TestTenant { id: created.tenant_id, owner_key: created.api_key }
+        TestTenant { id: created.tenant_id, owner_key: created.api_key, write_key: created.write_key }
     }
 
     /// An extra key with `role` for `tenant`.
@@ -339,6 +352,18 @@ pub fn test_runtime_config() -> flywheel_supervisor::RuntimeConfig {
     }
 }
 
+/// Ingest settings for tests: small batches and quick takeover of a dead consumer's entries.
+pub fn test_ingest_config() -> flywheel_supervisor::IngestConfig {
+    flywheel_supervisor::IngestConfig {
+        max_linger: Duration::from_millis(20),
+        claim_idle: Duration::from_secs(2),
+        claim_interval: Duration::from_millis(500),
+        retry_backoff: Duration::from_millis(100),
+        consumer_prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        ..Default::default()
+    }
+}
+
 /// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
 where
@@ -358,6 +383,7 @@ where
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.runtime.stop();
+        self.ingest.stop();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -20,6 +20,8 @@ pub struct Tenant {
     pub name: String,
     pub slug: Slug,
     pub status: TenantStatus,
+    /// The public write key of the tracking script and pixel (`fwp_…`).
+    pub write_key: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -34,4 +36,6 @@ pub struct TenantCreated {
     pub api_key: String,
     pub api_key_prefix: String,
     pub role: crate::Role,
+    /// The public write key of the tracking script and pixel (`fwp_…`).
+    pub write_key: String,
 }

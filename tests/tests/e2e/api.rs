@@ -275,7 +275,8 @@ async fn authentication_failures_are_401_with_a_json_body() {
 
 #[tokio::test]
 async fn bad_input_gets_the_right_status_and_names_the_field() {
-    let app = TestApp::spawn_with(flywheel_gateway::GatewayConfig { max_body_bytes: 64 * 1024 }).await;
+    let app =
+        TestApp::spawn_with(flywheel_gateway::GatewayConfig { max_body_bytes: 64 * 1024, ..Default::default() }).await;
     let a = app.tenant("bad-input").await;
     let key = a.owner_key.as_str();
     let send_raw = |path: &str, content_type: &str, body: Vec<u8>| {

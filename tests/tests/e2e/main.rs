@@ -15,4 +15,6 @@ mod openapi;
 mod redis;
 mod rls;
 mod runtime;
+mod tracker;
+mod tracking;
 mod vector;

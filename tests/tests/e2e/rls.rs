@@ -79,7 +79,8 @@ async fn isolation_problems(conn: &mut PgConnection) -> Vec<String> {
             fk.get::<String, _>("name")
         ));
     }
-    // Unique keys of tenant tables include tenant_id (except the global API key hash).
+    // Unique keys of tenant tables include tenant_id (except the global API key hash and write key,
+    // which name their tenant).
     let uniques = sqlx::query(
         "select con.conname::text as name, c.relname::text as tbl
            from pg_constraint con join pg_class c on c.oid = con.conrelid
@@ -87,7 +88,7 @@ async fn isolation_problems(conn: &mut PgConnection) -> Vec<String> {
             and exists (select from pg_attribute a where a.attrelid = c.oid and a.attname = 'tenant_id')
             and not exists (select from pg_attribute a where a.attrelid = con.conrelid and a.attname = 'tenant_id'
                                                         and a.attnum = any(con.conkey))
-            and con.conname <> 'api_keys_key_hash_key'",
+            and con.conname not in ('api_keys_key_hash_key', 'tracking_settings_write_key_key')",
     )
     .fetch_all(&mut *conn)
     .await
@@ -177,6 +178,15 @@ fn fixture(table: &str) -> Option<&'static str> {
                                           values ($1, gen_random_uuid(), 'a', 'r' || substr(md5($2::text), 1, 10), 0.1) returning id)
                                insert into affiliate_events (tenant_id, id, affiliate_id, occurred_at, event_type)
                                select $1, $2, a.id, $3, 'click' from a",
+        // Every tenant has its settings row from creation: the fixture takes it over.
+        "tracking_settings" => "insert into tracking_settings (tenant_id, id, write_key)
+                                values ($1, $2, 'fwp_' || replace($2::text, '-', ''))
+                                on conflict (tenant_id) do update set id = excluded.id",
+        "visitor_links" => "with l as (insert into leads (tenant_id, id, email) values ($1, gen_random_uuid(), 'v' || $2 || '@x.io') returning id)
+                            insert into visitor_links (tenant_id, id, visitor_id, lead_id, linked_at)
+                            select $1, $2, 'v.' || replace($2::text, '-', ''), l.id, now() from l",
+        "event_dead_letters" => "insert into event_dead_letters (tenant_id, id, event_id, stream_entry, attempts, reason, event)
+                                 values ($1, $2, gen_random_uuid(), '1-0', 1, 'refused', '{}')",
         _ => return None,
     })
 }

@@ -1,0 +1,240 @@
+//! The load generator: `POST`s prepared `/v1/collect` bodies over a pool of keep-alive HTTP/1.1
+//! connections, either closed loop (each of `concurrency` clients sends its next request when
+//! the last one is answered: the maximum rate) or open loop (requests start on a fixed schedule
+//! whatever the answers, at most `concurrency` in flight; a request's latency counts from when it
+//! was due, so a stalled server shows in the tail instead of slowing the schedule down).
+//!
+//! A warm-up precedes the measured window; only requests due inside the window count.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use axum::body::Bytes;
+use tokio::sync::Semaphore;
+
+use crate::sample::Summary;
+
+/// Closed loop (as fast as answered) or open loop (a fixed rate of requests per second).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    Closed,
+    Open { requests_per_second: f64 },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub concurrency: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub pace: Pace,
+}
+
+/// What to send: one URL per tenant (its write key in the query), bodies to cycle through.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub urls: Arc<Vec<String>>,
+    pub bodies: Arc<Vec<Bytes>>,
+    pub events_per_request: u64,
+}
+
+/// What a run measured.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Requests answered 2xx in the window.
+    pub requests: u64,
+    /// Events those requests carried.
+    pub events: u64,
+    /// Events answered 2xx over the whole run, warm-up included (what the server should store).
+    pub total_events: u64,
+    /// Other answers and transport errors, by status or kind, over the whole run.
+    pub failures: BTreeMap<String, u64>,
+    /// Latency of the window's 2xx requests, in ns.
+    pub latency: Option<Summary>,
+    pub window: Duration,
+    /// From the first request to the last answer.
+    pub elapsed: Duration,
+}
+
+impl Outcome {
+    pub fn requests_per_second(&self) -> f64 {
+        self.requests as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    pub fn events_per_second(&self) -> f64 {
+        self.events as f64 / self.window.as_secs_f64().max(1e-9)
+    }
+
+    pub fn failures_text(&self) -> String {
+        if self.failures.is_empty() {
+            return "none".to_owned();
+        }
+        self.failures.iter().map(|(k, n)| format!("{k}: {n}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+#[derive(Debug, Default)]
+struct Recorder {
+    latencies: Vec<f64>,
+    requests: u64,
+    events: u64,
+    total_events: u64,
+    failures: BTreeMap<String, u64>,
+}
+
+/// The measured window and what one request carries, shared by every sender.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: Instant,
+    to: Instant,
+    events_per_request: u64,
+}
+
+impl Recorder {
+    fn record(&mut self, window: Window, due: Instant, done: Instant, answer: &Result<u16, String>) {
+        match answer {
+            Ok(status) if (200..300).contains(status) => {
+                self.total_events += window.events_per_request;
+                if due >= window.from && due < window.to {
+                    self.requests += 1;
+                    self.events += window.events_per_request;
+                    self.latencies.push(done.duration_since(due).as_secs_f64() * 1e9);
+                }
+            }
+            Ok(status) => *self.failures.entry(format!("HTTP {status}")).or_default() += 1,
+            Err(kind) => *self.failures.entry(kind.clone()).or_default() += 1,
+        }
+    }
+}
+
+/// An HTTP client for the load: keep-alive connections, no proxy, Nagle off.
+pub fn client(concurrency: usize) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .http1_only()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(concurrency.max(1))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .context("cannot build the HTTP client")
+}
+
+async fn send(client: &reqwest::Client, url: &str, body: Bytes) -> Result<u16, String> {
+    let answer = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| if e.is_timeout() { "timeout".to_owned() } else { "transport error".to_owned() })?;
+    let status = answer.status().as_u16();
+    // Reading the answer to its end keeps the connection reusable.
+    answer.bytes().await.map_err(|_| "truncated answer".to_owned())?;
+    Ok(status)
+}
+
+pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> Result<Outcome> {
+    if workload.urls.is_empty() || workload.bodies.is_empty() {
+        return Err(anyhow!("the load needs at least one URL and one body"));
+    }
+    let recorder = Arc::new(Mutex::new(Recorder::default()));
+    let start = Instant::now();
+    let window = Window {
+        from: start + load.warmup,
+        to: start + load.warmup + load.duration,
+        events_per_request: workload.events_per_request,
+    };
+    let concurrency = load.concurrency.max(1);
+    match load.pace {
+        Pace::Closed => closed(client, workload, concurrency, window, &recorder).await?,
+        Pace::Open { requests_per_second } => {
+            open(client, workload, concurrency, requests_per_second, window, &recorder).await?;
+        }
+    }
+    let elapsed = start.elapsed();
+    let recorder = std::mem::take(&mut *recorder.lock().map_err(|_| anyhow!("a sender panicked"))?);
+    Ok(Outcome {
+        requests: recorder.requests,
+        events: recorder.events,
+        total_events: recorder.total_events,
+        failures: recorder.failures,
+        latency: Summary::of(&recorder.latencies),
+        window: load.duration,
+        elapsed,
+    })
+}
+
+async fn closed(
+    client: &reqwest::Client,
+    workload: &Workload,
+    concurrency: usize,
+    window: Window,
+    recorder: &Arc<Mutex<Recorder>>,
+) -> Result<()> {
+    let mut senders = Vec::with_capacity(concurrency);
+    for sender in 0..concurrency {
+        let (client, workload, recorder) = (client.clone(), workload.clone(), recorder.clone());
+        senders.push(tokio::spawn(async move {
+            let mut k = sender;
+            while Instant::now() < window.to {
+                let url = &workload.urls[k % workload.urls.len()];
+                let body = workload.bodies[(k / workload.urls.len() + sender) % workload.bodies.len()].clone();
+                k += concurrency;
+                let due = Instant::now();
+                let answer = send(&client, url, body).await;
+                let done = Instant::now();
+                let failed = !matches!(answer, Ok(200..300));
+                if let Ok(mut r) = recorder.lock() {
+                    r.record(window, due, done, &answer);
+                }
+                if failed {
+                    // A refusing server answers fast: do not spin on it.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.context("a load sender panicked")?;
+    }
+    Ok(())
+}
+
+async fn open(
+    client: &reqwest::Client,
+    workload: &Workload,
+    concurrency: usize,
+    requests_per_second: f64,
+    window: Window,
+    recorder: &Arc<Mutex<Recorder>>,
+) -> Result<()> {
+    let rate = requests_per_second.max(0.1);
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let first = Instant::now();
+    let mut k: usize = 0;
+    loop {
+        let due = first + Duration::from_secs_f64(k as f64 / rate);
+        if due >= window.to {
+            break;
+        }
+        tokio::time::sleep_until(due.into()).await;
+        let slot = slots.clone().acquire_owned().await.context("the request slots closed")?;
+        let url = workload.urls[k % workload.urls.len()].clone();
+        let body = workload.bodies[(k / workload.urls.len()) % workload.bodies.len()].clone();
+        let (client, recorder) = (client.clone(), recorder.clone());
+        tokio::spawn(async move {
+            let answer = send(&client, &url, body).await;
+            let done = Instant::now();
+            if let Ok(mut r) = recorder.lock() {
+                r.record(window, due, done, &answer);
+            }
+            drop(slot);
+        });
+        k += 1;
+    }
+    // Every slot back: every request answered (or timed out).
+    let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+    let _all = slots.acquire_many(all).await.context("the request slots closed")?;
+    Ok(())
+}

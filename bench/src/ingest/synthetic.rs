@@ -1,0 +1,304 @@
+//! Synthetic tracking events: the mix a marketing site's tracking script sends (mostly page views
+//! and clicks, some forms — half of them identifying the visitor by email —, email opens and
+//! clicks, affiliate arrivals, feedback), with browser contexts of realistic size. The same
+//! events feed the load generator (as `/v1/collect` bodies, one visitor per body, as the browser
+//! script batches them) and the raw COPY baseline (as `events` rows whose `meta` is what the edge
+//! would store).
+
+use axum::body::Bytes;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+/// A small deterministic generator (SplitMix64): the same seed gives the same events, so runs
+/// compare like with like.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        // The remainder is below `n`, a usize.
+        usize::try_from(self.next_u64() % n.max(1) as u64).unwrap_or(0)
+    }
+
+    /// True with probability `percent` / 100.
+    pub fn percent(&mut self, percent: u64) -> bool {
+        self.next_u64() % 100 < percent
+    }
+
+    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len())]
+    }
+
+    pub fn uuid(&mut self) -> Uuid {
+        Uuid::from_u64_pair(self.next_u64(), self.next_u64())
+    }
+}
+
+const SITES: &[&str] = &[
+    "stride.example",
+    "northwind-coffee.example",
+    "acme-tools.example",
+    "lumen-skincare.example",
+    "brightpath.example",
+];
+const PAGES: &[&str] = &[
+    "",
+    "pricing",
+    "products/trail-runner-pro",
+    "products/everyday-sneaker",
+    "collections/summer-sale",
+    "blog/how-to-choose-running-shoes",
+    "blog/10-tips-for-your-first-marathon",
+    "about",
+    "contact",
+    "checkout/cart",
+];
+const TITLES: &[&str] = &[
+    "Trail Runner Pro — Lightweight shoes for rough terrain",
+    "Pricing | Plans for every team",
+    "Summer sale: up to 40% off selected styles",
+    "How to choose running shoes: a complete guide",
+    "About us — Our story and our mission",
+];
+const REFERRERS: &[&str] = &[
+    "https://www.google.com/",
+    "https://www.google.com/search?q=best+trail+running+shoes+2026",
+    "https://www.facebook.com/",
+    "https://t.co/a8Xk2LmQ9z",
+    "https://www.linkedin.com/feed/",
+    "https://duckduckgo.com/",
+];
+const USER_AGENTS: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+];
+const LOCALES: &[&str] = &["en-US", "en-GB", "pt-BR", "de-DE", "fr-FR", "es-ES"];
+const SCREENS: &[(u32, u32)] = &[(1920, 1080), (1440, 900), (390, 844), (412, 915), (2560, 1440)];
+const UTM_SOURCES: &[&str] = &["google", "newsletter", "facebook", "linkedin", "partner-blog"];
+const UTM_MEDIUMS: &[&str] = &["cpc", "email", "social", "referral"];
+const CAMPAIGNS: &[&str] = &["black-friday-2026", "spring-launch", "retargeting-q4", "webinar-followup"];
+const ELEMENTS: &[&str] =
+    &["#hero-cta", "button.add-to-cart", "a.nav-pricing", "#newsletter-signup", "img.product-thumb"];
+const FORMS: &[&str] = &["newsletter-footer", "signup", "contact-sales", "demo-request"];
+const FIRST_NAMES: &[&str] = &["ann", "bruno", "chloe", "dmitri", "eva", "farah", "gustavo", "hana"];
+const FEEDBACK: &[&str] = &[
+    "Great selection, but shipping to Portugal took longer than I expected.",
+    "The size guide was really helpful, thanks!",
+    "Checkout kept asking for my address twice.",
+];
+
+/// One generated visit: who, which session, on which site.
+struct Visit {
+    visitor: String,
+    session: String,
+    site: &'static str,
+    user_agent: &'static str,
+    locale: &'static str,
+    screen: (u32, u32),
+}
+
+fn visit(rng: &mut Rng) -> Visit {
+    Visit {
+        visitor: format!("v.{:016x}", rng.next_u64()),
+        session: format!("s.{:012x}", rng.next_u64() >> 16),
+        site: rng.pick(SITES),
+        user_agent: rng.pick(USER_AGENTS),
+        locale: rng.pick(LOCALES),
+        screen: SCREENS[rng.below(SCREENS.len())],
+    }
+}
+
+fn url(rng: &mut Rng, site: &str) -> String {
+    let page = rng.pick(PAGES);
+    if rng.percent(30) {
+        format!(
+            "https://{site}/{page}?utm_source={}&utm_medium={}&utm_campaign={}",
+            rng.pick(UTM_SOURCES),
+            rng.pick(UTM_MEDIUMS),
+            rng.pick(CAMPAIGNS)
+        )
+    } else {
+        format!("https://{site}/{page}")
+    }
+}
+
+/// A browser context: page, referrer, browser, screen, sometimes UTM parameters and a click id.
+fn context(rng: &mut Rng, v: &Visit) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert("url".into(), url(rng, v.site).into());
+    c.insert("title".into(), rng.pick(TITLES).into());
+    if rng.percent(60) {
+        c.insert("referrer".into(), rng.pick(REFERRERS).into());
+    }
+    c.insert("user_agent".into(), v.user_agent.into());
+    c.insert("locale".into(), v.locale.into());
+    c.insert("screen".into(), json!({"width": v.screen.0, "height": v.screen.1}));
+    if rng.percent(30) {
+        c.insert(
+            "utm".into(),
+            json!({"source": rng.pick(UTM_SOURCES), "medium": rng.pick(UTM_MEDIUMS), "campaign": rng.pick(CAMPAIGNS)}),
+        );
+    }
+    if rng.percent(10) {
+        c.insert(
+            "click_ids".into(),
+            json!({"gclid": format!("Cj0KCQiA{:016x}{:016x}", rng.next_u64(), rng.next_u64())}),
+        );
+    }
+    c
+}
+
+/// One event of the visit, as `/v1/collect` takes it (no `id`: the edge assigns one, so a body
+/// can be sent again and again as new events).
+fn event(rng: &mut Rng, v: &Visit) -> Value {
+    let roll = rng.below(100);
+    let mut e = Map::new();
+    e.insert("visitor_id".into(), v.visitor.clone().into());
+    e.insert("session_id".into(), v.session.clone().into());
+    let (kind, source) = match roll {
+        0..55 => ("page_view", "web"),
+        55..77 => ("click", "web"),
+        77..82 => ("form_submit", "web"),
+        82..88 => ("email_open", "pixel"),
+        88..92 => ("email_click", "web"),
+        92..96 => ("affiliate_click", "web"),
+        _ => ("feedback", "web"),
+    };
+    e.insert("type".into(), kind.into());
+    e.insert("source".into(), source.into());
+    match kind {
+        "page_view" => {
+            e.insert("context".into(), Value::Object(context(rng, v)));
+        }
+        "click" => {
+            e.insert("context".into(), Value::Object(context(rng, v)));
+            e.insert("properties".into(), json!({"element": rng.pick(ELEMENTS), "href": url(rng, v.site)}));
+        }
+        "form_submit" => {
+            e.insert("context".into(), Value::Object(context(rng, v)));
+            let mut p = Map::new();
+            p.insert("form_id".into(), rng.pick(FORMS).into());
+            // Half the forms carry an email: the ingestor links the visitor to that lead.
+            if rng.percent(50) {
+                p.insert("email".into(), format!("{}.{}@{}", rng.pick(FIRST_NAMES), rng.below(100_000), v.site).into());
+            }
+            e.insert("properties".into(), Value::Object(p));
+        }
+        "email_open" => {
+            e.insert("email_id".into(), rng.uuid().to_string().into());
+            e.insert("context".into(), json!({"user_agent": v.user_agent}));
+        }
+        "email_click" => {
+            e.insert("email_id".into(), rng.uuid().to_string().into());
+            e.insert("context".into(), Value::Object(context(rng, v)));
+        }
+        "affiliate_click" => {
+            let mut c = context(rng, v);
+            c.insert("ref".into(), format!("partner_{}", rng.below(500)).into());
+            e.insert("context".into(), Value::Object(c));
+        }
+        _ => {
+            e.insert(
+                "context".into(),
+                json!({"url": url(rng, v.site), "user_agent": v.user_agent, "locale": v.locale}),
+            );
+            let mut p = Map::new();
+            p.insert("score".into(), rng.below(11).into());
+            if rng.percent(50) {
+                p.insert("text".into(), rng.pick(FEEDBACK).into());
+            }
+            e.insert("properties".into(), Value::Object(p));
+        }
+    }
+    Value::Object(e)
+}
+
+/// `count` request bodies of `events_per_request` events each, one visit per body.
+pub fn bodies(rng: &mut Rng, count: usize, events_per_request: usize) -> (Vec<Bytes>, Vec<Value>) {
+    let mut bodies = Vec::with_capacity(count);
+    let mut all = Vec::with_capacity(count * events_per_request);
+    for _ in 0..count {
+        let v = visit(rng);
+        let events: Vec<Value> = (0..events_per_request).map(|_| event(rng, &v)).collect();
+        bodies.push(Bytes::from(json!({ "events": events }).to_string()));
+        all.extend(events);
+    }
+    (bodies, all)
+}
+
+/// An `events` row as the ingestor would store it, minus what each copy makes fresh (tenant,
+/// id, timestamps).
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub event_type: String,
+    pub source: String,
+    pub visitor_id: Option<String>,
+    pub session_id: Option<String>,
+    pub email_id: Option<Uuid>,
+    /// `events.meta` as the edge builds it: the context, the properties (less an identifying
+    /// email), the truncated IP.
+    pub meta: String,
+}
+
+impl Row {
+    pub fn from_event(event: &Value) -> Self {
+        let text = |field: &str| event.get(field).and_then(Value::as_str).map(str::to_owned);
+        let mut meta = Map::new();
+        meta.insert("ip".into(), "127.0.0.0".into());
+        if let Some(context) = event.get("context") {
+            meta.insert("context".into(), context.clone());
+        }
+        if let Some(Value::Object(props)) = event.get("properties") {
+            let mut props = props.clone();
+            props.remove("email");
+            if !props.is_empty() {
+                meta.insert("properties".into(), Value::Object(props));
+            }
+        }
+        Self {
+            event_type: text("type").unwrap_or_else(|| "page_view".to_owned()),
+            source: text("source").unwrap_or_else(|| "web".to_owned()),
+            visitor_id: text("visitor_id"),
+            session_id: text("session_id"),
+            email_id: text("email_id").and_then(|s| Uuid::parse_str(&s).ok()),
+            meta: Value::Object(meta).to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_hold_the_requested_events_and_rows_keep_no_email() {
+        let mut rng = Rng::new(7);
+        let (bodies, events) = bodies(&mut rng, 50, 20);
+        assert_eq!((bodies.len(), events.len()), (50, 1000));
+        let parsed: Value = serde_json::from_slice(&bodies[0]).expect("a body is JSON");
+        assert_eq!(parsed["events"].as_array().map(Vec::len), Some(20));
+        let rows: Vec<Row> = events.iter().map(Row::from_event).collect();
+        assert!(rows.iter().all(|r| !r.meta.contains('@')));
+        let mean = rows.iter().map(|r| r.meta.len()).sum::<usize>() / rows.len();
+        assert!((250..700).contains(&mean), "meta averages {mean} bytes");
+        for kind in ["page_view", "click", "form_submit", "email_open", "email_click", "affiliate_click", "feedback"] {
+            assert!(rows.iter().any(|r| r.event_type == kind), "no {kind}");
+        }
+    }
+}

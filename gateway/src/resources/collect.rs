@@ -1,0 +1,627 @@
+//! The tracking edge: `POST /v1/collect` (batches from the browser script or servers),
+//! `GET /t.gif` (one event in a pixel's query), `GET /t.js` (the browser script).
+//!
+//! A request is authenticated by the tenant's public write key (`?key=`, `X-Flywheel-Key`, or
+//! the pixel's `k=`) or by a secret API key of a writing role. Public keys can only add
+//! browser-observable events from the `web` and `pixel` sources, and only from the tenant's
+//! allowed origins. Events are validated (errors name `events.<i>.<field>`), enriched (id, receive
+//! time, clamped timestamps, bot flag, truncated IP, cookieless visitor ids, the identifying
+//! email moved out of the properties), then admitted to the ingest stream with the rate limits
+//! and the backlog bound in one Redis round trip. The answer (202) is sent only after Redis took
+//! every event of the request.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use flywheel_contracts::api::JsonObject;
+use flywheel_contracts::api::tenant::TenantStatus;
+use flywheel_contracts::api::tracking::Collected;
+use flywheel_contracts::events::{self, BatchError, EventSource, EventType, TrackingEvent};
+use flywheel_contracts::ingest::IngestEntry;
+use flywheel_contracts::{Email, TenantId};
+use flywheel_storage::event_stream::{Admission, EventStream, Limits};
+use flywheel_storage::tracking::WriteKeyInfo;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Auth;
+use crate::error::ApiError;
+
+/// The tracking script, served as is (see `gateway/assets/t.js`).
+pub(crate) const TRACKER_JS: &str = include_str!("../../assets/t.js");
+
+/// A transparent 1×1 GIF.
+const PIXEL_GIF: &[u8] = &[
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
+    0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x02,
+    0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+/// Types a public write key may send: what a browser or an email client observes.
+const PUBLIC_TYPES: &[EventType] = &[
+    EventType::PageView,
+    EventType::Click,
+    EventType::FormSubmit,
+    EventType::EmailOpen,
+    EventType::EmailClick,
+    EventType::AffiliateClick,
+    EventType::Feedback,
+];
+
+/// Settings of the tracking edge.
+#[derive(Debug, Clone)]
+pub struct TrackingConfig {
+    pub stream: flywheel_storage::event_stream::StreamConfig,
+    /// Events per second per tenant, unless the tenant has its own limit.
+    pub tenant_events_per_second: u32,
+    /// Requests per second per client IP on the public (write key) paths.
+    pub ip_requests_per_second: u32,
+    /// How long a write key's lookup is reused (a rotated key stops within this on other nodes).
+    pub key_cache_ttl: Duration,
+    /// `occurred_at` later than receipt + this is clamped to the receipt time.
+    pub max_future: Duration,
+    /// `occurred_at` older than this is clamped to now − this (imports: `max_import_age`).
+    pub max_age: Duration,
+    pub max_import_age: Duration,
+    /// Take the client IP from `X-Forwarded-For` (only behind a proxy that sets it).
+    pub trust_forwarded_for: bool,
+    /// Inactivity that ends a cookieless visitor's session.
+    pub session_inactivity: Duration,
+}
+
+impl Default for TrackingConfig {
+    fn default() -> Self {
+        Self {
+            stream: Default::default(),
+            tenant_events_per_second: 2_000,
+            ip_requests_per_second: 100,
+            key_cache_ttl: Duration::from_secs(10),
+            max_future: Duration::from_secs(10 * 60),
+            max_age: Duration::from_secs(31 * 24 * 3600),
+            max_import_age: Duration::from_secs(5 * 366 * 24 * 3600),
+            trust_forwarded_for: false,
+            session_inactivity: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// The tracking edge's state: the stream, the write-key cache, the day's salt.
+#[derive(Debug)]
+pub(crate) struct Tracking {
+    pub(crate) stream: EventStream,
+    config: TrackingConfig,
+    keys: Mutex<HashMap<String, (Instant, Option<WriteKeyInfo>)>>,
+    salt: Mutex<Option<(String, String)>>,
+}
+
+const KEY_CACHE_MAX: usize = 10_000;
+
+impl Tracking {
+    pub(crate) fn new(stream: EventStream, config: TrackingConfig) -> Self {
+        Self { stream, config, keys: Mutex::new(HashMap::new()), salt: Mutex::new(None) }
+    }
+
+    async fn write_key(&self, state: &AppState, key: &str) -> Result<Option<WriteKeyInfo>, ApiError> {
+        if !key.starts_with("fwp_") || key.len() != 36 {
+            return Ok(None);
+        }
+        let now = Instant::now();
+        if let Ok(cache) = self.keys.lock()
+            && let Some((at, info)) = cache.get(key)
+            && now.duration_since(*at) < self.config.key_cache_ttl
+        {
+            return Ok(info.clone());
+        }
+        let info = state.db().tracking_by_key(key).await?;
+        if let Ok(mut cache) = self.keys.lock() {
+            if cache.len() >= KEY_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(key.to_owned(), (now, info.clone()));
+        }
+        Ok(info)
+    }
+
+    /// Forgets cached lookups of a tenant's keys (after its settings changed on this node).
+    pub(crate) fn forget_tenant(&self, tenant: TenantId) {
+        if let Ok(mut cache) = self.keys.lock() {
+            cache.retain(|_, (_, info)| info.as_ref().is_none_or(|i| i.tenant != tenant));
+        }
+    }
+
+    async fn salt(&self, day: &str) -> Result<String, ApiError> {
+        if let Ok(cached) = self.salt.lock()
+            && let Some((d, s)) = cached.as_ref()
+            && d == day
+        {
+            return Ok(s.clone());
+        }
+        let salt = self.stream.daily_salt(day).await?;
+        if let Ok(mut cached) = self.salt.lock() {
+            *cached = Some((day.to_owned(), salt.clone()));
+        }
+        Ok(salt)
+    }
+}
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/collect", post(collect).options(preflight))
+        .route("/t.gif", get(pixel))
+        .route("/t.js", get(script))
+}
+
+/// Who is sending: a page or pixel with the public key, or a server with a secret key.
+enum Sender {
+    Public(WriteKeyInfo),
+    Server(TenantId),
+}
+
+impl Sender {
+    fn tenant(&self) -> TenantId {
+        match self {
+            Sender::Public(info) => info.tenant,
+            Sender::Server(t) => *t,
+        }
+    }
+}
+
+/// What the request tells about its sender's network and browser.
+struct Client {
+    ip: Option<IpAddr>,
+    user_agent: Option<String>,
+}
+
+fn client(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Client {
+    let forwarded = state
+        .tracking()
+        .config
+        .trust_forwarded_for
+        .then(|| headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
+        .flatten()
+        .and_then(|v| v.split(',').next())
+        .and_then(|ip| ip.trim().parse().ok());
+    let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| truncate(ua, 512));
+    Client { ip: Some(forwarded.unwrap_or(peer.ip())), user_agent }
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().take(max_chars).collect()
+}
+
+async fn public_sender(state: &AppState, key: Option<&str>) -> Result<WriteKeyInfo, ApiError> {
+    let key = key.ok_or(ApiError::Unauthorized)?;
+    let info = state.tracking().write_key(state, key).await?.ok_or(ApiError::Unauthorized)?;
+    if info.status != TenantStatus::Active {
+        return Err(ApiError::Forbidden("this tenant is suspended".into()));
+    }
+    Ok(info)
+}
+
+fn origin_allowed(info: &WriteKeyInfo, origin: Option<&str>) -> bool {
+    match origin {
+        None => true,
+        Some(o) => info.allowed_origins.is_empty() || info.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o)),
+    }
+}
+
+fn origin_of(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).filter(|o| *o != "null")
+}
+
+/// `POST /v1/collect`.
+async fn collect(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let origin = origin_of(&headers).map(str::to_owned);
+    let mut response = match collect_inner(&state, peer, &query, &headers, body).await {
+        Ok(collected) => (StatusCode::ACCEPTED, Json(collected)).into_response(),
+        Err(e) => e.into_response(),
+    };
+    // The browser may read the answer (errors included) from the origin that sent it; an origin
+    // that is not allowed got 403 and no CORS header, so it cannot read even that.
+    if let Some(origin) = origin
+        && response.status() != StatusCode::FORBIDDEN
+        && let Ok(v) = HeaderValue::from_str(&origin)
+    {
+        response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        response.headers_mut().insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+async fn collect_inner(
+    state: &AppState,
+    peer: SocketAddr,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Collected, ApiError> {
+    let sender = if headers.contains_key(header::AUTHORIZATION) {
+        let mut parts = axum::http::Request::new(()).into_parts().0;
+        parts.headers = headers.clone();
+        let auth = <Auth as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
+        auth.require_write()?;
+        Sender::Server(auth.0.tenant_id)
+    } else {
+        let key = query
+            .get("key")
+            .map(String::as_str)
+            .or_else(|| headers.get("x-flywheel-key").and_then(|v| v.to_str().ok()));
+        let info = public_sender(state, key).await?;
+        if !origin_allowed(&info, origin_of(headers)) {
+            return Err(ApiError::Forbidden("this origin is not allowed to send events for this tenant".into()));
+        }
+        Sender::Public(info)
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if !matches!(media.as_str(), "" | "application/json" | "text/plain") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let bytes: Bytes = axum::body::to_bytes(body, events::MAX_BATCH_BYTES).await.map_err(|_| ApiError::TooLarge {
+        field: None,
+        message: format!("a batch is at most {} bytes", events::MAX_BATCH_BYTES),
+    })?;
+    let batch = events::parse_batch(&bytes).map_err(batch_error)?;
+    let client = client(state, headers, peer);
+    admit(state, &sender, &client, batch).await
+}
+
+fn batch_error(e: BatchError) -> ApiError {
+    match e {
+        BatchError::TooLarge { field, message } => ApiError::TooLarge { field, message },
+        BatchError::Malformed { message } => ApiError::MalformedJson(message),
+        BatchError::Invalid { field, message } => ApiError::Validation { field, message },
+    }
+}
+
+/// Checks what the sender may send, enriches, and admits the events to the stream.
+async fn admit(
+    state: &AppState,
+    sender: &Sender,
+    client: &Client,
+    batch: Vec<TrackingEvent>,
+) -> Result<Collected, ApiError> {
+    let tracking = state.tracking();
+    if let Sender::Public(_) = sender {
+        for (i, e) in batch.iter().enumerate() {
+            if !PUBLIC_TYPES.contains(&e.event_type) {
+                return Err(ApiError::Validation {
+                    field: Some(format!("events.{i}.type")),
+                    message: format!(
+                        "{} events need a secret API key (server-side); a write key may send {}",
+                        e.event_type,
+                        PUBLIC_TYPES.iter().map(EventType::as_str).collect::<Vec<_>>().join(", ")
+                    ),
+                });
+            }
+            if !matches!(e.source, EventSource::Web | EventSource::Pixel) {
+                return Err(ApiError::Validation {
+                    field: Some(format!("events.{i}.source")),
+                    message: "a write key may send events from the web and pixel sources only".into(),
+                });
+            }
+        }
+    }
+    let tenant = sender.tenant();
+    let now = Utc::now();
+    let cookieless = matches!(sender, Sender::Public(info) if info.cookieless);
+    let mut cookieless_identity: Option<(String, String)> = None;
+    if cookieless {
+        let salt = tracking.salt(&now.format("%Y-%m-%d").to_string()).await?;
+        let visitor = cookieless_visitor(&salt, tenant, client);
+        let session = tracking.stream.session_of(tenant, &visitor, tracking.config.session_inactivity).await?;
+        cookieless_identity = Some((visitor, session));
+    }
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut payloads = Vec::with_capacity(batch.len());
+    for event in batch {
+        let entry = enrich(event, tenant, now, client, &tracking.config, cookieless_identity.as_ref());
+        ids.push(entry.id);
+        payloads.push(entry.encode());
+    }
+    let limits = Limits {
+        tenant_events_per_second: match sender {
+            Sender::Public(info) => info.events_per_second.unwrap_or(tracking.config.tenant_events_per_second),
+            Sender::Server(_) => tracking.config.tenant_events_per_second,
+        },
+        ip_requests_per_second: matches!(sender, Sender::Public(_)).then_some(tracking.config.ip_requests_per_second),
+    };
+    let ip = client.ip.map(|ip| ip.to_string());
+    let ip = if matches!(sender, Sender::Public(_)) { ip.as_deref() } else { None };
+    match tracking.stream.admit(tenant, ip, limits, &payloads).await? {
+        Admission::Accepted => Ok(Collected { accepted: ids.len(), ids }),
+        Admission::RateLimited { retry_after } => {
+            Err(ApiError::RateLimited { retry_after_secs: retry_after.as_secs().max(1) })
+        }
+        Admission::Overloaded { retry_after } => {
+            tracing::warn!(tenant_id = %tenant, "Ingest backlog full; refusing events.");
+            Err(ApiError::Overloaded { retry_after_secs: retry_after.as_secs().max(1) })
+        }
+    }
+}
+
+/// The cookieless visitor id: a hash of the day's salt, the tenant, the IP and the browser,
+/// so the same browser is one visitor for a day and cannot be followed across days or tenants.
+fn cookieless_visitor(salt: &str, tenant: TenantId, client: &Client) -> String {
+    let mut h = Sha256::new();
+    h.update(salt.as_bytes());
+    h.update(tenant.as_uuid().as_bytes());
+    h.update(client.ip.map(|ip| ip.to_string()).unwrap_or_default().as_bytes());
+    h.update([0]);
+    h.update(client.user_agent.as_deref().unwrap_or("").as_bytes());
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("c.{hex}")
+}
+
+/// The IP without its host part: IPv4 /24, IPv6 /48.
+fn truncated_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            format!("{a}.{b}.{c}.0")
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return truncated_ip(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            std::net::Ipv6Addr::new(s[0], s[1], s[2], 0, 0, 0, 0, 0).to_string()
+        }
+    }
+}
+
+/// Known bots and crawlers, by user agent (lower case). Flagged, not dropped.
+const BOT_MARKERS: &[&str] = &[
+    "bot",
+    "crawler",
+    "spider",
+    "slurp",
+    "headlesschrome",
+    "phantomjs",
+    "lighthouse",
+    "curl/",
+    "wget/",
+    "python-requests",
+    "python-urllib",
+    "go-http-client",
+    "java/",
+    "okhttp",
+    "facebookexternalhit",
+    "preview",
+    "ahrefs",
+    "semrush",
+    "mj12",
+    "yandex",
+    "baidu",
+    "petalbot",
+    "gptbot",
+    "ccbot",
+];
+
+pub(crate) fn is_bot(user_agent: &str) -> bool {
+    let ua = user_agent.to_ascii_lowercase();
+    BOT_MARKERS.iter().any(|m| ua.contains(m))
+}
+
+/// Removes NUL characters from every string (keys included) of a JSON object.
+fn strip_nul(object: &mut JsonObject) {
+    fn clean(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) if s.contains('\0') => *s = s.replace('\0', ""),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(clean),
+            serde_json::Value::Object(o) => strip_nul(o),
+            _ => {}
+        }
+    }
+    if object.keys().any(|k| k.contains('\0')) {
+        let entries: Vec<_> = std::mem::take(object).into_iter().collect();
+        object.extend(entries.into_iter().map(|(k, v)| (k.replace('\0', ""), v)));
+    }
+    object.values_mut().for_each(clean);
+}
+
+/// The stream entry for one validated event.
+fn enrich(
+    mut event: TrackingEvent,
+    tenant: TenantId,
+    now: DateTime<Utc>,
+    client: &Client,
+    config: &TrackingConfig,
+    cookieless: Option<&(String, String)>,
+) -> IngestEntry {
+    let browser = matches!(event.source, EventSource::Web | EventSource::Pixel);
+    let mut meta = JsonObject::new();
+    // Time: the client's, unless it is implausible; then the bound, flagged.
+    let max_age = if event.source == EventSource::Import { config.max_import_age } else { config.max_age };
+    let occurred_at = match event.occurred_at {
+        None => now,
+        Some(t) if t > now + config.max_future => {
+            meta.insert("clamped_from".into(), t.to_rfc3339().into());
+            now
+        }
+        Some(t) if t < now - max_age => {
+            meta.insert("clamped_from".into(), t.to_rfc3339().into());
+            now - max_age
+        }
+        Some(t) => t,
+    };
+    if browser {
+        let mut context = event.context.take().unwrap_or_default();
+        if context.user_agent.is_none() {
+            context.user_agent = client.user_agent.clone();
+        }
+        if context.user_agent.as_deref().is_some_and(is_bot) {
+            meta.insert("bot".into(), true.into());
+        }
+        if let Some(ip) = client.ip {
+            meta.insert("ip".into(), truncated_ip(ip).into());
+        }
+        event.context = Some(context);
+    }
+    if let Some((visitor, session)) = cookieless
+        && browser
+    {
+        event.visitor_id = Some(visitor.clone());
+        event.session_id = Some(session.clone());
+    }
+    // An email in the properties identifies the visitor; it links the event to its lead and is
+    // not kept in the event itself.
+    let mut identify_email = None;
+    if let Some(props) = event.properties.as_mut()
+        && let Some(email) = props.get("email").and_then(|v| v.as_str()).and_then(|s| Email::parse(s).ok())
+    {
+        props.remove("email");
+        identify_email = Some(email.as_str().to_owned());
+    }
+    // PostgreSQL text and jsonb cannot hold NUL characters; they carry no meaning in analytics.
+    event.ad_id = event.ad_id.map(|a| a.replace('\0', ""));
+    if let Some(props) = event.properties.as_mut() {
+        strip_nul(props);
+    }
+    if let Some(context) = event.context.take()
+        && let Ok(serde_json::Value::Object(mut o)) = serde_json::to_value(context)
+        && !o.is_empty()
+    {
+        strip_nul(&mut o);
+        meta.insert("context".into(), serde_json::Value::Object(o));
+    }
+    if let Some(props) = event.properties.take()
+        && !props.is_empty()
+    {
+        meta.insert("properties".into(), serde_json::Value::Object(props));
+    }
+    IngestEntry {
+        format: IngestEntry::FORMAT,
+        tenant: tenant.as_uuid(),
+        id: event.id.unwrap_or_else(Uuid::now_v7),
+        event_type: event.event_type,
+        source: event.source,
+        occurred_at_us: occurred_at.timestamp_micros(),
+        received_at_us: now.timestamp_micros(),
+        visitor_id: event.visitor_id,
+        session_id: event.session_id,
+        lead_id: event.lead_id.map(|l| l.as_uuid()),
+        campaign_id: event.campaign_id.map(|c| c.as_uuid()),
+        landing_page_id: event.landing_page_id.map(|p| p.as_uuid()),
+        email_id: event.email_id,
+        ad_id: event.ad_id,
+        identify_email,
+        meta: serde_json::Value::Object(meta).to_string(),
+    }
+}
+
+/// `OPTIONS /v1/collect`: the CORS preflight of a `fetch` with a JSON body or the key header.
+async fn preflight(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    let origin = origin_of(&headers);
+    let allowed = match query.get("key") {
+        Some(key) => match state.tracking().write_key(&state, key).await {
+            Ok(Some(info)) => origin_allowed(&info, origin),
+            _ => false,
+        },
+        // Without the key in the URL the tenant is unknown here; the POST is checked anyway.
+        None => true,
+    };
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Some(origin) = origin.filter(|_| allowed)
+        && let Ok(v) = HeaderValue::from_str(origin)
+    {
+        let h = response.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("content-type, x-flywheel-key"));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+        h.insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+    response
+}
+
+/// `GET /t.gif?k=<write key>&t=<type>&…`: one event; answers the image, or a JSON error.
+async fn pixel(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(pairs): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let key = pairs.iter().find(|(k, _)| k == "k").map(|(_, v)| v.as_str());
+    let info = public_sender(&state, key).await?;
+    let event = events::parse_pixel(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(batch_error)?;
+    let client = client(&state, &headers, peer);
+    admit(&state, &Sender::Public(info), &client, vec![event]).await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("image/gif")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store, max-age=0")),
+        ],
+        PIXEL_GIF,
+    )
+        .into_response())
+}
+
+/// `GET /t.js`: cacheable for an hour by browsers and CDNs, revalidated by ETag.
+async fn script(method: Method, headers: HeaderMap) -> Response {
+    static ETAG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let digest = Sha256::digest(TRACKER_JS.as_bytes());
+        format!("\"{}\"", digest.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>())
+    });
+    let etag = ETAG.as_str();
+    let common = [
+        (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600, stale-while-revalidate=86400")),
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")),
+    ];
+    if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+    {
+        return (StatusCode::NOT_MODIFIED, common, [(header::ETAG, etag.to_owned())]).into_response();
+    }
+    let body = if method == Method::HEAD { "" } else { TRACKER_JS };
+    (
+        common,
+        [(header::CONTENT_TYPE, "application/javascript; charset=utf-8".to_owned()), (header::ETAG, etag.to_owned())],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ips_lose_their_host_part() {
+        assert_eq!(truncated_ip("203.0.113.77".parse().expect("ip")), "203.0.113.0");
+        assert_eq!(truncated_ip("2001:db8:1234:5678::1".parse().expect("ip")), "2001:db8:1234::");
+        assert_eq!(truncated_ip("::ffff:198.51.100.9".parse().expect("ip")), "198.51.100.0");
+    }
+
+    #[test]
+    fn bots_are_recognised() {
+        assert!(is_bot("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"));
+        assert!(is_bot("curl/8.5.0"));
+        assert!(!is_bot(
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 Version/17.1 Safari/605.1.15"
+        ));
+    }
+}

@@ -1,0 +1,230 @@
+//! Reading stored events: a tenant's event log with filters (`GET /v1/events`) and a lead's
+//! timeline, which includes the anonymous history of every visitor linked to the lead
+//! (`GET /v1/leads/{id}/timeline`). Newest first, by (occurred_at, id) keyset pages.
+
+use chrono::{DateTime, Utc};
+use flywheel_contracts::api::JsonObject;
+use flywheel_contracts::api::tracking::StoredEvent;
+use flywheel_contracts::events::{EventContext, EventSource, EventType};
+use uuid::Uuid;
+
+use crate::{Result, StorageError, TenantTx};
+
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub event_type: Option<EventType>,
+    /// Inclusive.
+    pub from: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub to: Option<DateTime<Utc>>,
+    pub visitor_id: Option<String>,
+    pub session_id: Option<String>,
+    pub lead_id: Option<Uuid>,
+}
+
+/// Where a page starts: just after (older than) this event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventCursor {
+    pub occurred_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl EventCursor {
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.occurred_at.timestamp_micros(), self.id.simple())
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let (us, id) = s.split_once('.')?;
+        Some(Self { occurred_at: DateTime::from_timestamp_micros(us.parse().ok()?)?, id: Uuid::try_parse(id).ok()? })
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct EventPage {
+    pub limit: u32,
+    pub after: Option<EventCursor>,
+}
+
+impl EventPage {
+    pub const MAX_LIMIT: u32 = 1000;
+}
+
+const COLUMNS: &str = "id, event_type, source, occurred_at, received_at, visitor_id, session_id, lead_id, campaign_id, \
+                       landing_page_id, email_id, ad_id, meta";
+
+type Row = (
+    Uuid,
+    String,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<String>,
+    Option<String>,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<Uuid>,
+    Option<String>,
+    sqlx::types::Json<serde_json::Value>,
+);
+
+pub async fn list(
+    tx: &mut TenantTx,
+    filter: &EventFilter,
+    page: EventPage,
+) -> Result<(Vec<StoredEvent>, Option<String>)> {
+    let tenant = tx.tenant_id();
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {COLUMNS} from events
+          where tenant_id = $1
+            and ($2::text is null or event_type = $2)
+            and ($3::timestamptz is null or occurred_at >= $3)
+            and ($4::timestamptz is null or occurred_at < $4)
+            and ($5::text is null or visitor_id = $5)
+            and ($6::text is null or session_id = $6)
+            and ($7::uuid is null or lead_id = $7)
+            and ($8::timestamptz is null or (occurred_at, id) < ($8, $9))
+          order by occurred_at desc, id desc
+          limit $10"
+    )))
+    .bind(tenant.as_uuid())
+    .bind(filter.event_type.map(|t| t.as_str()))
+    .bind(filter.from)
+    .bind(filter.to)
+    .bind(filter.visitor_id.as_deref())
+    .bind(filter.session_id.as_deref())
+    .bind(filter.lead_id)
+    .bind(page.after.map(|c| c.occurred_at))
+    .bind(page.after.map(|c| c.id))
+    .bind(fetch_limit(page))
+    .fetch_all(tx.conn())
+    .await?;
+    paginate(rows, page)
+}
+
+/// A lead's events and those of the visitors linked to it, before and after the link.
+pub async fn timeline(tx: &mut TenantTx, lead: Uuid, page: EventPage) -> Result<(Vec<StoredEvent>, Option<String>)> {
+    let tenant = tx.tenant_id();
+    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select {COLUMNS} from events
+          where tenant_id = $1
+            and (lead_id = $2
+                 or visitor_id in (select visitor_id from visitor_links where tenant_id = $1 and lead_id = $2))
+            and ($3::timestamptz is null or (occurred_at, id) < ($3, $4))
+          order by occurred_at desc, id desc
+          limit $5"
+    )))
+    .bind(tenant.as_uuid())
+    .bind(lead)
+    .bind(page.after.map(|c| c.occurred_at))
+    .bind(page.after.map(|c| c.id))
+    .bind(fetch_limit(page))
+    .fetch_all(tx.conn())
+    .await?;
+    paginate(rows, page)
+}
+
+/// The visitor ids linked to a lead.
+pub async fn linked_visitors(tx: &mut TenantTx, lead: Uuid) -> Result<Vec<String>> {
+    let tenant = tx.tenant_id();
+    Ok(sqlx::query_scalar(
+        "select visitor_id from visitor_links where tenant_id = $1 and lead_id = $2 order by visitor_id",
+    )
+    .bind(tenant.as_uuid())
+    .bind(lead)
+    .fetch_all(tx.conn())
+    .await?)
+}
+
+/// A dead letter as stored: the event id, attempts and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub event_id: Uuid,
+    pub attempts: i32,
+    pub reason: String,
+}
+
+pub async fn dead_letters(tx: &mut TenantTx) -> Result<Vec<DeadLetter>> {
+    let tenant = tx.tenant_id();
+    let rows: Vec<(Uuid, i32, String)> = sqlx::query_as(
+        "select event_id, attempts, reason from event_dead_letters where tenant_id = $1 order by created_at, id",
+    )
+    .bind(tenant.as_uuid())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(rows.into_iter().map(|(event_id, attempts, reason)| DeadLetter { event_id, attempts, reason }).collect())
+}
+
+fn fetch_limit(page: EventPage) -> i64 {
+    i64::from(page.limit.clamp(1, EventPage::MAX_LIMIT)) + 1
+}
+
+fn paginate(mut rows: Vec<Row>, page: EventPage) -> Result<(Vec<StoredEvent>, Option<String>)> {
+    let limit = page.limit.clamp(1, EventPage::MAX_LIMIT) as usize;
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|r| EventCursor { occurred_at: r.3, id: r.0 }.encode())
+    } else {
+        None
+    };
+    Ok((rows.into_iter().map(into_contract).collect::<Result<_>>()?, next))
+}
+
+fn into_contract(row: Row) -> Result<StoredEvent> {
+    let (
+        id,
+        event_type,
+        source,
+        occurred_at,
+        received_at,
+        visitor_id,
+        session_id,
+        lead_id,
+        campaign_id,
+        landing_page_id,
+        email_id,
+        ad_id,
+        meta,
+    ) = row;
+    let bad = |what: &str| StorageError::Internal(format!("stored event {id}: {what}"));
+    let event_type = EventType::ALL.into_iter().find(|t| t.as_str() == event_type).ok_or_else(|| bad("event type"))?;
+    let source = EventSource::ALL.into_iter().find(|s| s.as_str() == source).ok_or_else(|| bad("source"))?;
+    let mut meta = match meta.0 {
+        serde_json::Value::Object(m) => m,
+        _ => JsonObject::new(),
+    };
+    let context: EventContext = meta
+        .remove("context")
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| bad(&format!("context: {e}")))?
+        .unwrap_or_default();
+    let properties = match meta.remove("properties") {
+        Some(serde_json::Value::Object(p)) => p,
+        _ => JsonObject::new(),
+    };
+    Ok(StoredEvent {
+        id,
+        event_type,
+        source,
+        occurred_at,
+        received_at,
+        visitor_id,
+        session_id,
+        lead_id,
+        campaign_id,
+        landing_page_id,
+        email_id,
+        ad_id,
+        context,
+        properties,
+        bot: meta.get("bot").and_then(serde_json::Value::as_bool).unwrap_or(false),
+        clamped_from: meta
+            .get("clamped_from")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|d| d.with_timezone(&Utc)),
+        ip: meta.get("ip").and_then(serde_json::Value::as_str).map(str::to_owned),
+    })
+}

@@ -1,0 +1,378 @@
+//! Event ingestion: `IngestSupervisor` → `EventIngestor` × n. Each ingestor owns a share of the
+//! stream's shards and loops: take entries (its own unacknowledged ones first after a start or
+//! an error, then stale ones of dead consumers, then new ones), batch them by size and time,
+//! store the batch in one transaction, then acknowledge — never before the commit, so a crash
+//! anywhere repeats work (deduplicated by event id) and never loses it.
+//!
+//! A batch the database refuses for its data is retried entry by entry so the rest lands; an
+//! entry failing `max_attempts` times goes to the dead-letter stream and table with the reason.
+//! An unreachable database keeps everything pending and backs off.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use flywheel_contracts::ingest::IngestEntry;
+use flywheel_storage::Database;
+use flywheel_storage::event_stream::{EventStream, StreamEntry};
+use flywheel_storage::ingest::{IngestWriter, is_poison};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
+
+/// Settings of the ingest pipeline.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// Ingestors on this node (each owns `shards / ingestors` shards).
+    pub ingestors: u16,
+    /// A batch is written when it holds this many entries…
+    pub max_batch: usize,
+    /// …or when its first entry has waited this long.
+    pub max_linger: Duration,
+    /// Sleep between polls of empty streams.
+    pub idle_poll: Duration,
+    /// Entries pending with another consumer for this long are taken over (it died).
+    pub claim_idle: Duration,
+    /// How often to look for such entries.
+    pub claim_interval: Duration,
+    /// Failed attempts at one entry before it is dead-lettered.
+    pub max_attempts: u32,
+    /// Back-off after the database was unreachable.
+    pub retry_backoff: Duration,
+    /// This node's consumer names are `<consumer_prefix>-<n>`: keep it stable across restarts
+    /// of the same node so it finds its own pending entries at once.
+    pub consumer_prefix: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            ingestors: 2,
+            max_batch: 5_000,
+            max_linger: Duration::from_millis(200),
+            idle_poll: Duration::from_millis(10),
+            claim_idle: Duration::from_secs(30),
+            claim_interval: Duration::from_secs(5),
+            max_attempts: 3,
+            retry_backoff: Duration::from_millis(500),
+            consumer_prefix: "flywheel".into(),
+        }
+    }
+}
+
+/// Counters of the pipeline, for readiness, tests and the benchmark.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Entries acknowledged after their batch committed (duplicates included).
+    pub stored: AtomicU64,
+    pub batches: AtomicU64,
+    pub dead_letters: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+/// A running pipeline. Stopping it stops the ingestors after their current batch.
+#[derive(Clone)]
+pub struct Ingest {
+    supervisor: ActorRef<SupMsg>,
+    stats: Arc<IngestStats>,
+}
+
+impl std::fmt::Debug for Ingest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ingest").field("stats", &self.stats).finish_non_exhaustive()
+    }
+}
+
+impl Ingest {
+    pub async fn start(db: Database, stream: EventStream, config: IngestConfig) -> Result<Ingest, ActorProcessingErr> {
+        let stats = Arc::new(IngestStats::default());
+        let shared = Arc::new(Shared { db, stream, config, stats: stats.clone() });
+        let (supervisor, _) = Actor::spawn(None, IngestSupervisor, shared).await?;
+        Ok(Ingest { supervisor, stats })
+    }
+
+    pub fn stats(&self) -> &IngestStats {
+        &self.stats
+    }
+
+    pub fn stop(&self) {
+        self.supervisor.stop_children(None);
+        self.supervisor.stop(None);
+    }
+}
+
+struct Shared {
+    db: Database,
+    stream: EventStream,
+    config: IngestConfig,
+    stats: Arc<IngestStats>,
+}
+
+enum SupMsg {}
+impl ractor::Message for SupMsg {}
+
+struct IngestSupervisor;
+
+struct SupState {
+    shared: Arc<Shared>,
+    /// (index, actor) of each running ingestor.
+    ingestors: Vec<(u16, ActorCell)>,
+}
+
+async fn spawn_ingestor(
+    myself: &ActorRef<SupMsg>,
+    shared: &Arc<Shared>,
+    index: u16,
+) -> Result<ActorCell, ActorProcessingErr> {
+    let n = shared.config.ingestors.clamp(1, shared.stream.config().shards);
+    let shards: Vec<u16> = (0..shared.stream.config().shards).filter(|s| s % n == index).collect();
+    let args =
+        IngestorArgs { shared: shared.clone(), consumer: format!("{}-{index}", shared.config.consumer_prefix), shards };
+    let (actor, _) = Actor::spawn_linked(None, EventIngestor, args, myself.get_cell()).await?;
+    Ok(actor.get_cell())
+}
+
+impl Actor for IngestSupervisor {
+    type Msg = SupMsg;
+    type State = SupState;
+    type Arguments = Arc<Shared>;
+
+    async fn pre_start(&self, myself: ActorRef<SupMsg>, shared: Arc<Shared>) -> Result<SupState, ActorProcessingErr> {
+        let n = shared.config.ingestors.clamp(1, shared.stream.config().shards);
+        let mut ingestors = Vec::new();
+        for index in 0..n {
+            ingestors.push((index, spawn_ingestor(&myself, &shared, index).await?));
+        }
+        Ok(SupState { shared, ingestors })
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<SupMsg>,
+        event: SupervisionEvent,
+        state: &mut SupState,
+    ) -> Result<(), ActorProcessingErr> {
+        // An ingestor that fails loses nothing: its entries stay pending under its consumer
+        // name, which the replacement reuses and re-reads first.
+        if let SupervisionEvent::ActorFailed(cell, error) = event
+            && let Some(pos) = state.ingestors.iter().position(|(_, c)| c.get_id() == cell.get_id())
+        {
+            let index = state.ingestors[pos].0;
+            tracing::error!(ingestor = index, error = %error, "Event ingestor failed; restarting it.");
+            tokio::time::sleep(state.shared.config.retry_backoff).await;
+            let cell = spawn_ingestor(&myself, &state.shared, index).await?;
+            state.ingestors[pos] = (index, cell);
+        }
+        Ok(())
+    }
+}
+
+enum IngestorMsg {
+    Cycle,
+}
+impl ractor::Message for IngestorMsg {}
+
+struct EventIngestor;
+
+struct IngestorArgs {
+    shared: Arc<Shared>,
+    consumer: String,
+    shards: Vec<u16>,
+}
+
+struct IngestorState {
+    shared: Arc<Shared>,
+    consumer: String,
+    shards: Vec<u16>,
+    writer: Option<IngestWriter>,
+    /// Re-read this consumer's own pending entries before new ones (after a start or an error).
+    reread_pending: bool,
+    last_claim: Instant,
+    rotation: usize,
+}
+
+impl Actor for EventIngestor {
+    type Msg = IngestorMsg;
+    type State = IngestorState;
+    type Arguments = IngestorArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<IngestorMsg>,
+        args: IngestorArgs,
+    ) -> Result<IngestorState, ActorProcessingErr> {
+        myself.send_message(IngestorMsg::Cycle)?;
+        Ok(IngestorState {
+            shared: args.shared,
+            consumer: args.consumer,
+            shards: args.shards,
+            writer: None,
+            reread_pending: true,
+            last_claim: Instant::now(),
+            rotation: 0,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<IngestorMsg>,
+        _: IngestorMsg,
+        state: &mut IngestorState,
+    ) -> Result<(), ActorProcessingErr> {
+        // One cycle per message: nobody waits on an ingestor, so its handler may take a batch's
+        // time; stopping it takes effect between cycles.
+        let pause = match cycle(state).await {
+            Ok(true) => None,
+            Ok(false) => Some(state.shared.config.idle_poll),
+            Err(e) => {
+                state.shared.stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(consumer = %state.consumer, error = %e, "Ingest cycle failed; backing off.");
+                state.reread_pending = true;
+                state.writer = None;
+                Some(state.shared.config.retry_backoff)
+            }
+        };
+        match pause {
+            None => myself.send_message(IngestorMsg::Cycle)?,
+            Some(d) => {
+                myself.send_after(d, || IngestorMsg::Cycle);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One take-and-store cycle. `Ok(true)` when it stored something (go again at once).
+async fn cycle(state: &mut IngestorState) -> Result<bool, flywheel_storage::StorageError> {
+    let shared = state.shared.clone();
+    let config = &shared.config;
+    let mut entries = if state.reread_pending {
+        let own = shared.stream.take(&state.consumer, &state.shards, config.max_batch, true).await?;
+        if own.is_empty() {
+            state.reread_pending = false;
+        }
+        own
+    } else {
+        Vec::new()
+    };
+    if entries.is_empty() && state.last_claim.elapsed() >= config.claim_interval {
+        state.last_claim = Instant::now();
+        for shard in state.shards.clone() {
+            let stale = shared.stream.claim_stale(&state.consumer, shard, config.claim_idle, config.max_batch).await?;
+            if !stale.is_empty() {
+                tracing::info!(consumer = %state.consumer, shard, entries = stale.len(), "Took over entries of a dead consumer.");
+            }
+            entries.extend(stale);
+        }
+    }
+    if entries.is_empty() && !state.reread_pending {
+        // New entries, lingering up to max_linger for a fuller batch.
+        let started = Instant::now();
+        loop {
+            state.rotation = state.rotation.wrapping_add(1);
+            let mut order = state.shards.clone();
+            let len = order.len().max(1);
+            order.rotate_left(state.rotation % len);
+            let got = shared.stream.take(&state.consumer, &order, config.max_batch - entries.len(), false).await?;
+            let empty = got.is_empty();
+            entries.extend(got);
+            if entries.is_empty() || entries.len() >= config.max_batch || started.elapsed() >= config.max_linger {
+                break;
+            }
+            if empty {
+                tokio::time::sleep(config.idle_poll.min(config.max_linger)).await;
+            }
+        }
+    }
+    if entries.is_empty() {
+        return Ok(false);
+    }
+    store(state, entries).await?;
+    Ok(true)
+}
+
+async fn writer(state: &mut IngestorState) -> Result<&mut IngestWriter, flywheel_storage::StorageError> {
+    if state.writer.is_none() {
+        state.writer = Some(state.shared.db.ingest_writer().await?);
+    }
+    // Just set above when it was missing.
+    state.writer.as_mut().ok_or_else(|| flywheel_storage::StorageError::Internal("no ingest writer".into()))
+}
+
+/// Stores entries and acknowledges what was stored; poison is isolated and dead-lettered.
+async fn store(state: &mut IngestorState, entries: Vec<StreamEntry>) -> Result<(), flywheel_storage::StorageError> {
+    let shared = state.shared.clone();
+    let mut decoded: Vec<(StreamEntry, IngestEntry)> = Vec::with_capacity(entries.len());
+    let mut empty: Vec<StreamEntry> = Vec::new();
+    for entry in entries {
+        let Some(payload) = entry.payload.as_deref() else {
+            empty.push(entry);
+            continue;
+        };
+        match IngestEntry::decode(payload) {
+            Ok(e) => decoded.push((entry, e)),
+            Err(e) => {
+                // It will never decode on this node: dead-letter it at once, with the reason.
+                tracing::error!(entry = %entry.id, shard = entry.shard, error = %e, "Undecodable ingest entry dead-lettered.");
+                shared.stream.dead_letter(&entry, &e.to_string()).await?;
+                shared.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    for e in &empty {
+        shared.stream.ack(e.shard, std::slice::from_ref(&e.id)).await?;
+    }
+    if decoded.is_empty() {
+        return Ok(());
+    }
+    let batch: Vec<IngestEntry> = decoded.iter().map(|(_, e)| e.clone()).collect();
+    let result = writer(state).await?.write(&batch).await;
+    match result {
+        Ok(_) => {
+            ack_all(&shared, decoded.iter().map(|(s, _)| s)).await?;
+            shared.stats.stored.fetch_add(decoded.len() as u64, Ordering::Relaxed);
+            shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(e) if is_poison(&e) => {
+            tracing::warn!(entries = decoded.len(), error = %e, "Batch refused; storing its entries one by one.");
+            for (stream_entry, entry) in decoded {
+                let one = writer(state).await?.write(std::slice::from_ref(&entry)).await;
+                match one {
+                    Ok(_) => {
+                        shared.stream.ack(stream_entry.shard, std::slice::from_ref(&stream_entry.id)).await?;
+                        shared.stats.stored.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) if is_poison(&e) => {
+                        let attempts = shared.stream.record_failure(stream_entry.shard, &stream_entry.id).await?;
+                        if attempts >= shared.config.max_attempts {
+                            let reason = e.to_string();
+                            tracing::error!(tenant_id = %entry.tenant, event_id = %entry.id, attempts, error = %reason, "Event dead-lettered.");
+                            writer(state).await?.dead_letter(&entry, &stream_entry.id, attempts, &reason).await?;
+                            shared.stream.dead_letter(&stream_entry, &reason).await?;
+                            shared.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            // Stays pending; retried when this consumer re-reads its own entries.
+                            state.reread_pending = true;
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn ack_all<'a>(
+    shared: &Shared,
+    entries: impl Iterator<Item = &'a StreamEntry>,
+) -> Result<(), flywheel_storage::StorageError> {
+    let mut by_shard: std::collections::BTreeMap<u16, Vec<String>> = std::collections::BTreeMap::new();
+    for e in entries {
+        by_shard.entry(e.shard).or_default().push(e.id.clone());
+    }
+    for (shard, ids) in by_shard {
+        shared.stream.ack(shard, &ids).await?;
+    }
+    Ok(())
+}
