@@ -17,6 +17,12 @@ mod parse;
 
 pub use parse::{BatchError, MAX_BATCH_BYTES, MAX_BATCH_EVENTS, MAX_EVENT_BYTES, parse_batch, parse_one, parse_pixel};
 
+/// An event as JSON text (what a client would send).
+pub fn to_json(event: &TrackingEvent) -> String {
+    // Serializing plain fields and JSON maps cannot fail.
+    serde_json::to_string(event).unwrap_or_default()
+}
+
 /// What happened. The same list as the `events.event_type` check constraint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

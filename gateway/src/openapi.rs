@@ -33,6 +33,8 @@ pub struct Operation {
     success: Success,
     writes: bool,
     filters: &'static [(&'static str, &'static str)],
+    /// Also accepts the tenant's public write key (`?key=`).
+    write_key: bool,
 }
 
 const fn op(
@@ -44,7 +46,7 @@ const fn op(
     success: Success,
 ) -> Operation {
     let writes = request.is_some();
-    Operation { method, path, id, summary, request, success, writes, filters: &[] }
+    Operation { method, path, id, summary, request, success, writes, filters: &[], write_key: false }
 }
 
 /// Every operation of the tenant API.
@@ -287,6 +289,78 @@ pub static OPERATIONS: &[Operation] = &[
             Success::None,
         )
     },
+    Operation {
+        write_key: true,
+        ..op(
+            "post",
+            "/v1/collect",
+            "collectEvents",
+            "Send a batch of tracking events (write key in ?key=, or a secret key); 202 once queued durably",
+            Some(schema::COLLECT),
+            Success::One(202, schema::COLLECTED),
+        )
+    },
+    op(
+        "get",
+        "/v1/tracking",
+        "getTracking",
+        "The tenant's tracking settings and snippet",
+        None,
+        Success::One(200, schema::TRACKING),
+    ),
+    op(
+        "patch",
+        "/v1/tracking",
+        "updateTracking",
+        "Change allowed origins, cookieless mode or the rate limit (owners)",
+        Some(schema::TRACKING_UPDATE),
+        Success::One(200, schema::TRACKING),
+    ),
+    Operation {
+        writes: true,
+        ..op(
+            "post",
+            "/v1/tracking/rotate_key",
+            "rotateWriteKey",
+            "Replace the public write key; the old one stops working (owners)",
+            None,
+            Success::One(200, schema::TRACKING),
+        )
+    },
+    Operation {
+        filters: &[
+            ("type", "Only events of this type"),
+            ("from", "Only events at or after this time (RFC 3339)"),
+            ("to", "Only events before this time (RFC 3339)"),
+            ("visitor_id", "Only this visitor's events"),
+            ("session_id", "Only this session's events"),
+            ("lead_id", "Only events carrying this lead"),
+            ("limit", "At most this many events (1 to 1000, default 100)"),
+            ("cursor", "next_cursor of the previous page"),
+        ],
+        ..op(
+            "get",
+            "/v1/events",
+            "listEvents",
+            "Stored events, newest first",
+            None,
+            Success::One(200, schema::STORED_EVENTS),
+        )
+    },
+    Operation {
+        filters: &[
+            ("limit", "At most this many events (1 to 1000, default 100)"),
+            ("cursor", "next_cursor of the previous page"),
+        ],
+        ..op(
+            "get",
+            "/v1/leads/{id}/timeline",
+            "leadTimeline",
+            "A lead's events, with the anonymous history of the visitors linked to it",
+            None,
+            Success::One(200, schema::STORED_EVENTS),
+        )
+    },
 ];
 
 static DOCUMENT: LazyLock<Value> = LazyLock::new(build);
@@ -415,12 +489,23 @@ fn operation(o: &Operation) -> Value {
         "summary": o.summary,
         "parameters": parameters,
         "responses": responses,
-        "security": [{"apiKey": []}],
+        "security": if o.write_key { json!([{"apiKey": []}, {"writeKey": []}]) } else { json!([{"apiKey": []}]) },
     });
+    if o.write_key {
+        responses_extra(&mut out);
+    }
     if let Some(r) = &o.request {
         out["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": component_ref(r)}}});
     }
     out
+}
+
+/// What the tracking edge answers beyond the usual: limits and back-pressure.
+fn responses_extra(out: &mut Value) {
+    out["responses"]["429"] = error_response("A rate limit (tenant events/s or client IP requests/s); see Retry-After");
+    out["responses"]["503"] = error_response("The event backlog is full; retry after Retry-After seconds");
+    out["responses"]["413"] =
+        error_response("Over 1 MiB, over 500 events, or one event over 32 KB; `field` names the event");
 }
 
 fn build() -> Value {
@@ -442,7 +527,11 @@ fn build() -> Value {
         "paths": paths,
         "components": {
             "schemas": components(),
-            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer", "description": "A Flywheel API key"}},
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "A Flywheel API key"},
+                "writeKey": {"type": "apiKey", "in": "query", "name": "key",
+                             "description": "The tenant's public write key (fwp_…), for tracking only"},
+            },
         },
     })
 }

@@ -253,3 +253,71 @@ mod tests {
         assert_eq!(err.field(), Some("t"));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value, json};
+
+    use super::*;
+
+    /// Arbitrary JSON, nested a few levels.
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
+            ".{0,40}".prop_map(Value::from),
+            prop_oneof![Just("page_view"), Just("click"), Just("form_submit"), Just("purchase"), Just("web")]
+                .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(
+                    (
+                        prop_oneof![
+                            Just("type".to_owned()),
+                            Just("source".to_owned()),
+                            Just("properties".to_owned()),
+                            Just("context".to_owned()),
+                            Just("id".to_owned()),
+                            ".{0,12}"
+                        ],
+                        inner
+                    ),
+                    0..6
+                )
+                .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<String, Value>>())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, .. ProptestConfig::default() })]
+
+        /// Random JSON in the events array, or as the whole body: an answer, never a panic;
+        /// an accepted event parses again from its own JSON.
+        #[test]
+        fn random_json_never_panics(events in prop::collection::vec(any_json(), 0..8), body in any_json()) {
+            let batch = json!({"events": events}).to_string();
+            if let Ok(parsed) = parse_batch(batch.as_bytes()) {
+                for e in parsed {
+                    prop_assert!(parse_one(&crate::events::to_json(&e), "e").is_ok());
+                }
+            }
+            let _ = parse_batch(body.to_string().as_bytes());
+        }
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse_batch(&bytes);
+        }
+
+        #[test]
+        fn random_pixel_queries_never_panic(pairs in prop::collection::vec((".{0,10}", ".{0,40}"), 0..12)) {
+            let _ = parse_pixel(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+    }
+}

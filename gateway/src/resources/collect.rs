@@ -350,7 +350,7 @@ async fn admit(
             Err(ApiError::RateLimited { retry_after_secs: retry_after.as_secs().max(1) })
         }
         Admission::Overloaded { retry_after } => {
-            tracing::warn!(tenant_id = %tenant, "Ingest backlog full; refusing events.");
+            tracing::debug!(tenant_id = %tenant, "Ingest backlog full; refusing events.");
             Err(ApiError::Overloaded { retry_after_secs: retry_after.as_secs().max(1) })
         }
     }

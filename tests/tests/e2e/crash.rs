@@ -69,7 +69,7 @@ async fn chat(State(fake): State<Arc<FakeLlm>>, Json(body): Json<Value>) -> Json
     }))
 }
 
-fn flywheel_binary() -> PathBuf {
+pub(crate) fn flywheel_binary() -> PathBuf {
     // target/debug/deps/e2e-… → target/debug/flywheel
     let exe = std::env::current_exe().expect("test binary path");
     let bin = exe.parent().and_then(|deps| deps.parent()).expect("target dir").join("flywheel");
@@ -81,7 +81,7 @@ fn flywheel_binary() -> PathBuf {
     bin
 }
 
-struct Node(Child);
+pub(crate) struct Node(pub(crate) Child);
 
 impl Drop for Node {
     fn drop(&mut self) {
@@ -90,7 +90,7 @@ impl Drop for Node {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
@@ -114,7 +114,7 @@ fn start_node(db: &TestDb, http: u16, llm: &str, namespace: &str) -> Node {
     Node(child)
 }
 
-async fn ready(client: &reqwest::Client, base: &str) {
+pub(crate) async fn ready(client: &reqwest::Client, base: &str) {
     eventually("the node to be ready", Duration::from_secs(60), || async {
         let r = client.get(format!("{base}/readyz")).send().await.ok()?;
         r.status().is_success().then_some(())

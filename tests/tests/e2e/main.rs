@@ -10,6 +10,7 @@ mod architecture;
 mod branding;
 mod cli;
 mod crash;
+mod ingest_crash;
 mod models;
 mod openapi;
 mod redis;

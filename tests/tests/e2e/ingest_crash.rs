@@ -1,0 +1,243 @@
+//! The ingest pipeline with real processes: a node SIGKILLed while it stores batches loses no
+//! acknowledged event and doubles none once a new process takes over; a burst beyond the backlog
+//! bound gets 503s while the node's memory stays flat, and every event that got a 202 is stored.
+
+use std::collections::HashSet;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use flywheel_contracts::Slug;
+use flywheel_tests::{TestDb, eventually, owner_url, redis_url};
+use serde_json::{Value, json};
+use sqlx::Connection;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::crash::{Node, flywheel_binary, free_port, ready};
+
+fn start_node(db: &TestDb, http: u16, namespace: &str, env: &[(&str, &str)]) -> Node {
+    let mut cmd = Command::new(flywheel_binary());
+    cmd.arg("node")
+        .env("DATABASE_URL", db.app_url())
+        .env("FLYWHEEL_OWNER_DATABASE_URL", owner_url(&db.name))
+        .env("REDIS_URL", redis_url())
+        .env("FLYWHEEL_REDIS_NAMESPACE", namespace)
+        .env("FLYWHEEL_HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("FLYWHEEL_TENANT_EVENTS_PER_SEC", "1000000")
+        .env("FLYWHEEL_IP_REQUESTS_PER_SEC", "1000000")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Node(cmd.spawn().expect("start a node process"))
+}
+
+/// How many of `ids` the tenant has stored, and how many rows they make (duplicates count twice).
+async fn stored(db: &TestDb, tenant: Uuid, ids: &[Uuid]) -> (i64, i64) {
+    let mut conn = db.app().await;
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("set");
+    let row: (i64, i64) = sqlx::query_as("select count(distinct id), count(*) from events where id = any($1)")
+        .bind(ids)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("count");
+    row
+}
+
+/// Posts batches of `size` events with client ids until `stop`; returns the ids that got a 202.
+async fn sender(
+    client: reqwest::Client,
+    url: String,
+    size: usize,
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<Vec<Uuid>>>,
+) {
+    while !stop.load(Ordering::SeqCst) {
+        let ids: Vec<Uuid> = (0..size).map(|_| Uuid::now_v7()).collect();
+        let events: Vec<Value> = ids
+            .iter()
+            .map(|id| {
+                json!({"id": id, "type": "page_view", "source": "web", "visitor_id": "v.load",
+                             "context": {"url": "https://load.example/p", "title": "A page of some length to store"}})
+            })
+            .collect();
+        match client.post(&url).body(json!({"events": events}).to_string()).send().await {
+            Ok(r) if r.status() == reqwest::StatusCode::ACCEPTED => acked.lock().await.extend(ids),
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_mid_batch_loses_and_doubles_no_acknowledged_event() {
+    let db = TestDb::new().await;
+    let tenant = db.db.create_tenant("Killed Co", &Slug::parse("killed").expect("slug"), "test").await.expect("tenant");
+    let namespace = format!("test:{}", Uuid::new_v4().simple());
+    let consumer = format!("kill-{}", Uuid::new_v4().simple());
+    let env = [
+        ("FLYWHEEL_INGESTORS", "1"),
+        ("FLYWHEEL_INGEST_BATCH", "2000"),
+        ("FLYWHEEL_INGEST_LINGER_MS", "200"),
+        ("FLYWHEEL_INGEST_CONSUMER", consumer.as_str()),
+    ];
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut first = start_node(&db, port, &namespace, &env);
+    ready(&client, &base).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let url = format!("{base}/v1/collect?key={}", tenant.write_key);
+    let senders: Vec<_> =
+        (0..4).map(|_| tokio::spawn(sender(client.clone(), url.clone(), 100, stop.clone(), acked.clone()))).collect();
+    // Kill while batches are being stored: some rows are in, more are acknowledged than stored.
+    let tenant_id = tenant.tenant_id.as_uuid();
+    eventually("batches being stored under load", Duration::from_secs(60), || async {
+        let ids = acked.lock().await.clone();
+        let (distinct, _) = stored(&db, tenant_id, &ids).await;
+        (distinct > 0 && ids.len() >= 3000).then_some(())
+    })
+    .await;
+    first.0.kill().expect("SIGKILL the node");
+    first.0.wait().expect("reap");
+    stop.store(true, Ordering::SeqCst);
+    for s in senders {
+        s.await.expect("sender");
+    }
+    let acked = acked.lock().await.clone();
+    let (before, _) = stored(&db, tenant_id, &acked).await;
+    eprintln!("acknowledged {} events; {before} stored when the node was killed", acked.len());
+
+    // A new process with the same consumer name re-reads what the dead one had taken.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let _second = start_node(&db, port, &namespace, &env);
+    ready(&client, &base).await;
+    let total = i64::try_from(acked.len()).expect("count");
+    eventually("every acknowledged event stored", Duration::from_secs(90), || async {
+        let (distinct, _) = stored(&db, tenant_id, &acked).await;
+        (distinct == total).then_some(())
+    })
+    .await;
+    let (distinct, rows) = stored(&db, tenant_id, &acked).await;
+    assert_eq!((distinct, rows), (total, total), "each acknowledged event exactly once");
+    let unique: HashSet<&Uuid> = acked.iter().collect();
+    assert_eq!(unique.len(), acked.len());
+}
+
+/// Resident memory of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the node's /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_backlog_bound_gets_503s_with_flat_memory_and_loses_nothing_accepted() {
+    let db = TestDb::new().await;
+    let tenant = db.db.create_tenant("Burst Co", &Slug::parse("burst").expect("slug"), "test").await.expect("tenant");
+    let namespace = format!("test:{}", Uuid::new_v4().simple());
+    // An edge-only node (no ingestors): nothing drains the stream during the burst.
+    let env = [("FLYWHEEL_INGESTORS", "0"), ("FLYWHEEL_INGEST_SHARDS", "1"), ("FLYWHEEL_INGEST_MAX_BACKLOG", "3000")];
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let node = start_node(&db, port, &namespace, &env);
+    ready(&client, &base).await;
+    let pid = node.0.id();
+    // Warm the path, then take the baseline.
+    let warm = json!({"events": [{"type": "page_view", "source": "web"}]}).to_string();
+    let url = format!("{base}/v1/collect?key={}", tenant.write_key);
+    let mut accepted: Vec<Uuid> = Vec::new();
+    let r = client.post(&url).body(warm).send().await.expect("warm-up");
+    assert_eq!(r.status(), reqwest::StatusCode::ACCEPTED);
+    let answer: Value = r.json().await.expect("json");
+    accepted.extend(answer["ids"].as_array().expect("ids").iter().filter_map(|i| i.as_str()?.parse::<Uuid>().ok()));
+    let baseline = rss_kib(pid);
+
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ok = Vec::new();
+            let mut refused = 0usize;
+            for _ in 0..25 {
+                let ids: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
+                let events: Vec<Value> = ids
+                    .iter()
+                    .map(|id| json!({"id": id, "type": "click", "source": "web", "properties": {"element": "#buy"}}))
+                    .collect();
+                let r = client.post(&url).body(json!({"events": events}).to_string()).send().await.expect("send");
+                match r.status() {
+                    reqwest::StatusCode::ACCEPTED => ok.extend(ids),
+                    reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                        assert!(r.headers().contains_key("retry-after"), "503 carries Retry-After");
+                        let body: Value = r.json().await.expect("json error");
+                        assert_eq!(body["error"]["code"], "overloaded");
+                        refused += 1;
+                    }
+                    other => panic!("unexpected {other}"),
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    let mut peak = baseline;
+    let mut refused = 0;
+    for t in tasks {
+        peak = peak.max(rss_kib(pid));
+        let (ok, r) = t.await.expect("burst task");
+        accepted.extend(ok);
+        refused += r;
+    }
+    peak = peak.max(rss_kib(pid));
+    eprintln!(
+        "burst: {} accepted, {refused} requests refused; node RSS {baseline} KiB -> peak {peak} KiB",
+        accepted.len()
+    );
+    assert!(refused > 0, "the burst (20,000 events) passed the bound (3,000) without a 503");
+    assert!(accepted.len() <= 3000, "no more than the bound was admitted: {}", accepted.len());
+    // The ceiling: the refused burst (about 1.7 MB of JSON) must not stay in the node.
+    assert!(peak < baseline + 64 * 1024, "node memory grew from {baseline} KiB to {peak} KiB");
+
+    // Ingestors elsewhere (here: in this process) store everything that got a 202.
+    let redis = flywheel_storage::redis::RedisStore::connect(&flywheel_storage::redis::RedisConfig::new(
+        redis_url(),
+        namespace,
+    ))
+    .await
+    .expect("redis");
+    let stream = flywheel_storage::event_stream::EventStream::new(
+        redis,
+        flywheel_storage::event_stream::StreamConfig { shards: 1, max_backlog_per_shard: 3000 },
+    );
+    let ingest = flywheel_supervisor::Ingest::start(db.db.clone(), stream, flywheel_tests::test_ingest_config())
+        .await
+        .expect("ingestors");
+    let total = i64::try_from(accepted.len()).expect("count");
+    let tenant_id = tenant.tenant_id.as_uuid();
+    eventually("every accepted event stored", Duration::from_secs(60), || async {
+        (stored(&db, tenant_id, &accepted).await.0 == total).then_some(())
+    })
+    .await;
+    assert_eq!(stored(&db, tenant_id, &accepted).await, (total, total));
+    ingest.stop();
+    // Once drained, the edge accepts again.
+    let again = json!({"events": [{"type": "page_view", "source": "web"}]}).to_string();
+    assert_eq!(client.post(&url).body(again).send().await.expect("send").status(), reqwest::StatusCode::ACCEPTED);
+}
