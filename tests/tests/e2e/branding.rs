@@ -108,13 +108,22 @@ async fn branding_run_edit_and_approve_persists_the_edit_and_fills_brand_memory(
         personas["data"].as_array().expect("data").iter().filter_map(|p| p["name"].as_str()).collect();
     assert!(persona_names.contains(&"Dawn-patrol commuter"), "{persona_names:?}");
 
-    let (status, found) = app
-        .call(Method::GET, "/v1/memory/search?q=shoes%20for%20running%20in%20the%20mountains", Some(&a.owner_key), None)
-        .await;
-    assert_eq!(status, StatusCode::OK, "{found}");
-    let hits = found["data"].as_array().expect("hits");
-    assert!(!hits.is_empty());
-    assert!(hits.iter().any(|h| h["external_id"] == "brand_core:positioning"), "{found}");
+    // Brand memory is written by the outbox relay after the `embed` step commits: soon after
+    // the run succeeds, not necessarily before.
+    eventually("the approved positioning in brand memory", Duration::from_secs(30), || async {
+        let (status, found) = app
+            .call(
+                Method::GET,
+                "/v1/memory/search?q=shoes%20for%20running%20in%20the%20mountains",
+                Some(&a.owner_key),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{found}");
+        let hits = found["data"].as_array().expect("hits");
+        hits.iter().any(|h| h["external_id"] == "brand_core:positioning").then_some(())
+    })
+    .await;
     // Another tenant's memory search finds nothing of A's.
     let b = app.tenant("someone-else").await;
     let (_, theirs) = app.call(Method::GET, "/v1/memory/search?q=trail%20shoes", Some(&b.owner_key), None).await;
