@@ -107,6 +107,7 @@ pub async fn prepare(config: &Config) -> Result<DemoTenant> {
         )
         .await?;
     }
+    let write_key = flywheel_storage::tracking::get(&mut tx).await?.write_key;
     tx.commit().await?;
     db.close().await;
 
@@ -119,6 +120,12 @@ pub async fn prepare(config: &Config) -> Result<DemoTenant> {
     println!("  curl -s -H 'Authorization: Bearer {api_key}' {base}/v1/brand_core");
     println!("  curl -s -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\");
     println!("       -d '{{\"email\": \"new.lead@example.com\", \"name\": \"New Lead\"}}' {base}/v1/leads");
+    println!();
+    println!("Tracking: paste into a page <script async src=\"{base}/t.js\" data-key=\"{write_key}\"></script>");
+    println!(
+        "  or send an event: curl -s -H 'Content-Type: application/json' -d '{{\"events\": [{{\"type\": \"page_view\", \"source\": \"web\"}}]}}' '{base}/v1/collect?key={write_key}'"
+    );
+    println!("  then read it:     curl -s -H 'Authorization: Bearer {api_key}' {base}/v1/events");
     println!();
     Ok(DemoTenant { tenant, api_key })
 }
