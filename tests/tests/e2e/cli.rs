@@ -88,3 +88,32 @@ async fn runs_and_approvals_from_the_command_line() {
     assert!(!ok && err.contains("401"), "{err}");
     let _ = std::fs::remove_file(input);
 }
+
+#[tokio::test]
+async fn tenant_create_prints_the_owner_key_and_the_write_key_that_both_work() {
+    let app = TestApp::spawn().await;
+    let exe = std::env::current_exe().expect("test binary");
+    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("flywheel");
+    let out = Command::new(bin)
+        .args(["tenant", "create", "--name", "Printed Co", "--slug", "printed-co"])
+        .env("DATABASE_URL", app.test_db.app_url())
+        .env("FLYWHEEL_OWNER_DATABASE_URL", flywheel_tests::owner_url(&app.test_db.name))
+        .output()
+        .expect("run flywheel tenant create");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    let write_key = created["write_key"].as_str().expect("a write key").to_owned();
+    assert!(write_key.starts_with("fwp_") && write_key.len() == 36, "{write_key}");
+    let owner = created["api_key"].as_str().expect("an owner key");
+    let (status, tenant) = app.call(reqwest::Method::GET, "/v1/tenant", Some(owner), None).await;
+    assert_eq!(status, reqwest::StatusCode::OK);
+    assert_eq!(tenant["write_key"], write_key.as_str());
+    let sent = app
+        .client
+        .post(app.url(&format!("/v1/collect?key={write_key}")))
+        .body(json!({"events": [{"type": "page_view", "source": "web"}]}).to_string())
+        .send()
+        .await
+        .expect("collect");
+    assert_eq!(sent.status(), reqwest::StatusCode::ACCEPTED);
+}
