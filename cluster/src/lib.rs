@@ -2,4 +2,7 @@
 //! shards placed by rendezvous hashing and held under epoch-fenced leases in PostgreSQL,
 //! failover and draining, and the admin gRPC control plane (tonic).
 //!
-//! Filled by the cluster issue; a node runs alone (owning every tenant) until then.
+//! So far: placement (virtual shards and rendezvous hashing). Membership, leases, routing and the
+//! admin plane follow; a node runs alone (owning every tenant) until then.
+
+pub mod placement;
