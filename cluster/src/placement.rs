@@ -56,7 +56,7 @@ fn weight(node: &str, shard: Shard) -> u64 {
 }
 
 /// The owner of `shard` among `nodes` (ties, vanishingly rare, go to the smaller id).
-pub fn owner<'a>(shard: Shard, nodes: &'a [String]) -> Option<&'a str> {
+pub fn owner(shard: Shard, nodes: &[String]) -> Option<&str> {
     nodes.iter().map(|n| (weight(n, shard), std::cmp::Reverse(n.as_str()))).max().map(|(_, std::cmp::Reverse(n))| n)
 }
 
