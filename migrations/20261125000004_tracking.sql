@@ -60,7 +60,8 @@ revoke execute on function auth_tracking_by_key(text) from public;
 grant execute on function auth_tracking_by_key(text) to flywheel_app;
 
 -- Identity stitching: a visitor (browser) identified as a lead by a form, a login or a purchase.
--- The latest identification wins. A lead's timeline is its own events plus those of every
+-- The latest identification wins. Cookieless visitors (`c.…`, a daily hash shared by everyone
+-- behind one address with the same browser) are never linked. A lead's timeline is its own events plus those of every
 -- visitor linked to it, before and after the link.
 create table visitor_links (
   tenant_id uuid not null references tenants (id) on delete cascade,
@@ -90,7 +91,9 @@ create table event_dead_letters (
   event jsonb not null check (jsonb_typeof(event) = 'object'),
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
-  primary key (tenant_id, id)
+  primary key (tenant_id, id),
+  -- A stream entry is dead-lettered once, even if the ingestor dies between table and stream.
+  constraint event_dead_letters_tenant_id_stream_entry_key unique (tenant_id, stream_entry)
 );
 select flywheel_enable_tenant_rls('event_dead_letters');
 select flywheel_timestamps('event_dead_letters');
@@ -98,3 +101,59 @@ create index event_dead_letters_tenant_created_idx on event_dead_letters (tenant
 
 -- Listing a tenant's events of one type by time (by time alone: events_tenant_occurred_idx).
 create index events_tenant_type_occurred_idx on events (tenant_id, event_type, occurred_at);
+
+-- Partition maintenance, revised: besides this month and the next `p_months_ahead`, every month
+-- the default partition holds rows for gets its partition (events up to 31 days old, and
+-- imports of past years, land there first), and rows move with one DELETE … RETURNING, so a
+-- row committed meanwhile is either moved or stays: never dropped.
+create or replace function flywheel_ensure_partitions(p_months_ahead integer default 3)
+returns integer
+language plpgsql volatile security definer
+set search_path = pg_catalog, public, pg_temp
+as $$
+declare
+  v_parent text;
+  v_months date[];
+  v_month date;
+  v_lo timestamptz;
+  v_hi timestamptz;
+  v_name text;
+  v_created integer := 0;
+begin
+  if p_months_ahead < 0 or p_months_ahead > 36 then
+    raise exception 'months ahead must be between 0 and 36, got %', p_months_ahead
+      using errcode = '22023';
+  end if;
+  -- One maintainer at a time; concurrent callers wait, then find the work done.
+  perform pg_advisory_xact_lock(7365420002);
+  foreach v_parent in array array['events', 'affiliate_events'] loop
+    execute format(
+      'select coalesce(array_agg(distinct date_trunc(''month'', occurred_at at time zone ''utc'')::date), ''{}'') from %I',
+      v_parent || '_default') into v_months;
+    for i in 0 .. p_months_ahead loop
+      v_months := v_months || (date_trunc('month', now() at time zone 'utc') + make_interval(months => i))::date;
+    end loop;
+    foreach v_month in array v_months loop
+      -- Month boundaries in UTC, whatever the session's time zone.
+      v_lo := v_month::timestamp at time zone 'utc';
+      v_hi := (v_month + interval '1 month')::timestamp at time zone 'utc';
+      v_name := format('%s_p%s', v_parent, to_char(v_month, 'YYYY_MM'));
+      continue when to_regclass('public.' || v_name) is not null;
+      execute format('create temp table flywheel_moved (like %I) on commit drop', v_parent);
+      execute format(
+        'with m as (delete from %I where occurred_at >= %L and occurred_at < %L returning *) '
+        'insert into flywheel_moved select * from m',
+        v_parent || '_default', v_lo, v_hi);
+      execute format('create table public.%I partition of public.%I for values from (%L) to (%L)',
+                     v_name, v_parent, v_lo, v_hi);
+      -- The rows go in before row-level security is switched on, inside this transaction, so
+      -- nobody can observe the partition without its policy.
+      execute format('insert into %I select * from flywheel_moved', v_name);
+      drop table flywheel_moved;
+      perform flywheel_enable_tenant_rls(('public.' || v_name)::regclass);
+      execute format('grant select, insert, update, delete on %I to flywheel_app', v_name);
+      v_created := v_created + 1;
+    end loop;
+  end loop;
+  return v_created;
+end $$;

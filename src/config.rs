@@ -180,6 +180,10 @@ pub struct Config {
     #[arg(long, env = "FLYWHEEL_IP_REQUESTS_PER_SEC", default_value_t = 100)]
     pub ip_requests_per_sec: u32,
 
+    /// Tracking requests handled at once; more get 503 at once (bounds the node's memory).
+    #[arg(long, env = "FLYWHEEL_TRACKING_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub tracking_max_in_flight: usize,
+
     /// Take the client IP from X-Forwarded-For (only behind a proxy that sets it).
     #[arg(long, env = "FLYWHEEL_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
@@ -306,6 +310,7 @@ impl Config {
             tenant_events_per_second: self.tenant_events_per_sec.max(1),
             ip_requests_per_second: self.ip_requests_per_sec.max(1),
             trust_forwarded_for: self.trust_forwarded_for,
+            max_in_flight: self.tracking_max_in_flight.max(1),
             ..Default::default()
         };
         flywheel_gateway::GatewayConfig {

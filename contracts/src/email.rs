@@ -15,7 +15,7 @@ impl Email {
     pub fn parse(s: &str) -> Result<Self, InvalidValue> {
         let s = s.trim().to_lowercase();
         let bad = || InvalidValue::new("not a valid email address");
-        if s.len() > 254 || s.chars().any(char::is_whitespace) {
+        if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(bad());
         }
         let (local, domain) = s.split_once('@').ok_or_else(bad)?;
@@ -60,7 +60,9 @@ mod tests {
     #[test]
     fn emails_are_normalised() {
         assert_eq!(Email::parse(" Ann@Example.COM ").map(String::from), Ok("ann@example.com".into()));
-        for bad in ["", "ann", "@x.com", "ann@", "ann@x", "ann@@x.com", "a b@x.com", "ann@x..com"] {
+        for bad in
+            ["", "ann", "@x.com", "ann@", "ann@x", "ann@@x.com", "a b@x.com", "ann@x..com", "a\0b@x.co", "a\u{7}b@x.co"]
+        {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }

@@ -183,6 +183,10 @@ pub fn validate(schema: SchemaRef, instance: &Value) -> Result<(), SchemaViolati
         // Every SchemaRef constant is in ALL; a new one without it is a programming error.
         return Err(SchemaViolation { field: None, message: format!("unknown schema {}", schema.uri()) });
     };
+    // The common case, valid input, without building an error iterator.
+    if validator.is_valid(instance) {
+        return Ok(());
+    }
     let Some(error) = validator.iter_errors(instance).next() else {
         return Ok(());
     };

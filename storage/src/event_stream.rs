@@ -42,6 +42,9 @@ impl Default for StreamConfig {
 pub struct Limits {
     pub tenant_events_per_second: u32,
     pub ip_requests_per_second: Option<u32>,
+    /// The tenant's bucket: `events` (pages and pixels) or `server` (secret keys), each with
+    /// its own rate.
+    pub bucket: &'static str,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,13 +202,16 @@ impl EventStream {
         format!("{}:ingest:dead", self.redis.namespace())
     }
 
-    fn ip_key(&self, ip: &str) -> String {
-        let mut key = format!("{}:rl:ip:", self.redis.namespace());
-        key.extend(ip.chars().filter(|c| c.is_ascii_hexdigit() || *c == '.' || *c == ':'));
+    /// The per-client bucket: the tenant and the client's network (an IPv4 address or an IPv6
+    /// /64, which one subscriber gets whole), so one tenant's visitors never use up another's.
+    fn ip_key(&self, tenant: TenantId, network: &str) -> String {
+        let mut key = format!("{}:rl:ip:{tenant}:", self.redis.namespace());
+        key.extend(network.chars().filter(|c| c.is_ascii_hexdigit() || *c == '.' || *c == ':'));
         key
     }
 
-    /// Admits a tenant's encoded events (all or none), under its limits.
+    /// Admits a tenant's encoded events (all or none), under its limits. `ip` is the client's
+    /// network (IPv4 address or IPv6 /64) for the per-client limit, `None` for server senders.
     pub async fn admit(
         &self,
         tenant: TenantId,
@@ -216,8 +222,8 @@ impl EventStream {
         let shard = self.shard_of(tenant);
         let keys = vec![
             self.stream_key(shard),
-            TenantKey::new(tenant, &["rl", "events"]).render(self.redis.namespace()),
-            self.ip_key(ip.unwrap_or("none")),
+            TenantKey::new(tenant, &["rl", limits.bucket]).render(self.redis.namespace()),
+            self.ip_key(tenant, ip.unwrap_or("none")),
         ];
         let mut args: Vec<Value> = Vec::with_capacity(4 + payloads.len());
         args.push(Value::from(i64::try_from(self.config.max_backlog_per_shard).unwrap_or(i64::MAX)));

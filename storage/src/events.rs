@@ -103,14 +103,17 @@ pub async fn list(
     paginate(rows, page)
 }
 
-/// A lead's events and those of the visitors linked to it, before and after the link.
+/// A lead's events and the anonymous events of the visitors linked to it, before and after the
+/// link. An event that carries another lead (a shared device, identified as someone else) is
+/// that lead's, not this one's.
 pub async fn timeline(tx: &mut TenantTx, lead: Uuid, page: EventPage) -> Result<(Vec<StoredEvent>, Option<String>)> {
     let tenant = tx.tenant_id();
     let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "select {COLUMNS} from events
           where tenant_id = $1
             and (lead_id = $2
-                 or visitor_id in (select visitor_id from visitor_links where tenant_id = $1 and lead_id = $2))
+                 or (lead_id is null
+                     and visitor_id in (select visitor_id from visitor_links where tenant_id = $1 and lead_id = $2)))
             and ($3::timestamptz is null or (occurred_at, id) < ($3, $4))
           order by occurred_at desc, id desc
           limit $5"

@@ -33,7 +33,29 @@ const STAGE: &str = "create temp table if not exists ingest_stage (
   occurred_at timestamptz not null, received_at timestamptz not null, session_id text, visitor_id text,
   lead_id uuid, campaign_id uuid, landing_page_id uuid, email_id uuid, ad_id text, meta jsonb not null,
   identify_email text
-) on commit delete rows";
+) on commit delete rows;
+create index if not exists ingest_stage_tenant_idx on ingest_stage (tenant_id, id)";
+
+/// Why a batch was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// PostgreSQL refused the data itself (SQLSTATE class 22, data exception, or 23, integrity
+    /// constraint): the same rows fail the same way every time.
+    #[error("refused by the database: {0}")]
+    Refused(String),
+    /// Anything else — unreachable, deadlock, timeout, serialization: retry the whole batch.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+fn classify(e: sqlx::Error) -> IngestError {
+    if let sqlx::Error::Database(db) = &e
+        && db.code().is_some_and(|c| c.starts_with("22") || c.starts_with("23"))
+    {
+        return IngestError::Refused(db.message().to_owned());
+    }
+    IngestError::Storage(e.into())
+}
 
 const COPY: &str = "copy ingest_stage (tenant_id, id, event_type, source, occurred_at, received_at, session_id, \
                     visitor_id, lead_id, campaign_id, landing_page_id, email_id, ad_id, meta, identify_email) \
@@ -99,7 +121,7 @@ pub fn encode_stage(batch: &[IngestEntry]) -> Vec<u8> {
 
 impl IngestWriter {
     /// Stores a batch in one transaction. On error nothing of it is stored.
-    pub async fn write(&mut self, batch: &[IngestEntry]) -> Result<WriteReport> {
+    pub async fn write(&mut self, batch: &[IngestEntry]) -> Result<WriteReport, IngestError> {
         if batch.is_empty() {
             return Ok(WriteReport::default());
         }
@@ -118,13 +140,18 @@ impl IngestWriter {
             tenant_statements(&mut sql, tenant, *needs);
         }
         let stream = encode_stage(batch);
-        let mut tx = self.conn.begin().await?;
-        let mut copy = tx.copy_in_raw(COPY).await?;
-        copy.send(stream).await?;
-        copy.finish().await?;
-        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(WriteReport { rows: done.rows_affected(), tenants: groups.len() })
+        let rows = async {
+            let mut tx = self.conn.begin().await?;
+            let mut copy = tx.copy_in_raw(COPY).await?;
+            copy.send(stream).await?;
+            copy.finish().await?;
+            let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<u64, sqlx::Error>(done.rows_affected())
+        }
+        .await
+        .map_err(classify)?;
+        Ok(WriteReport { rows, tenants: groups.len() })
     }
 
     /// Records an event given up on, under its tenant.
@@ -159,7 +186,8 @@ impl IngestWriter {
             .await?;
         sqlx::query(
             "insert into event_dead_letters (tenant_id, event_id, stream_entry, attempts, reason, event)
-             values ($1, $2, $3, $4, $5, $6)",
+             values ($1, $2, $3, $4, $5, $6)
+             on conflict (tenant_id, stream_entry) do nothing",
         )
         .bind(entry.tenant)
         .bind(entry.id)
@@ -177,12 +205,6 @@ impl IngestWriter {
     pub async fn healthy(&mut self) -> bool {
         sqlx::raw_sql("select 1").execute(&mut *self.conn).await.is_ok()
     }
-}
-
-/// Whether an error is the data's fault (retrying the same rows fails the same way) rather than
-/// the database being unreachable.
-pub fn is_poison(error: &StorageError) -> bool {
-    matches!(error, StorageError::Invalid { .. } | StorageError::Conflict { .. } | StorageError::Internal(_))
 }
 
 /// The statements storing one tenant's part of the staged batch. `tenant` is a `Uuid`, so
@@ -209,7 +231,7 @@ fn tenant_statements(sql: &mut String, tenant: &Uuid, needs: Needs) {
                select distinct on (s.visitor_id) s.tenant_id, s.visitor_id, l.id, s.occurred_at
                  from ingest_stage s
                  join leads l on l.tenant_id = s.tenant_id and l.id = s.lead_id
-                where s.tenant_id = '{t}' and s.visitor_id is not null
+                where s.tenant_id = '{t}' and s.visitor_id is not null and s.visitor_id not like 'c.%'
                 order by s.visitor_id, s.occurred_at desc
              on conflict (tenant_id, visitor_id) do update
                 set lead_id = excluded.lead_id, linked_at = excluded.linked_at

@@ -4,9 +4,10 @@
 //! store the batch in one transaction, then acknowledge — never before the commit, so a crash
 //! anywhere repeats work (deduplicated by event id) and never loses it.
 //!
-//! A batch the database refuses for its data is retried entry by entry so the rest lands; an
-//! entry failing `max_attempts` times goes to the dead-letter stream and table with the reason.
-//! An unreachable database keeps everything pending and backs off.
+//! A batch the database refuses for its data (SQLSTATE 22/23) is split in halves until the bad
+//! entries are alone, so the rest lands; an entry refused `max_attempts` times goes to the
+//! dead-letter stream and table with the reason. Any other failure (unreachable, deadlock,
+//! timeout) keeps the whole batch pending and backs off.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use flywheel_contracts::ingest::IngestEntry;
 use flywheel_storage::Database;
 use flywheel_storage::event_stream::{EventStream, StreamEntry};
-use flywheel_storage::ingest::{IngestWriter, is_poison};
+use flywheel_storage::ingest::{IngestError, IngestWriter};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
 /// Settings of the ingest pipeline.
@@ -323,44 +324,49 @@ async fn store(state: &mut IngestorState, entries: Vec<StreamEntry>) -> Result<(
     if decoded.is_empty() {
         return Ok(());
     }
-    let batch: Vec<IngestEntry> = decoded.iter().map(|(_, e)| e.clone()).collect();
-    let result = writer(state).await?.write(&batch).await;
-    match result {
-        Ok(_) => {
-            ack_all(&shared, decoded.iter().map(|(s, _)| s)).await?;
-            shared.stats.stored.fetch_add(decoded.len() as u64, Ordering::Relaxed);
-            shared.stats.batches.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-        Err(e) if is_poison(&e) => {
-            tracing::warn!(entries = decoded.len(), error = %e, "Batch refused; storing its entries one by one.");
-            for (stream_entry, entry) in decoded {
-                let one = writer(state).await?.write(std::slice::from_ref(&entry)).await;
-                match one {
-                    Ok(_) => {
-                        shared.stream.ack(stream_entry.shard, std::slice::from_ref(&stream_entry.id)).await?;
-                        shared.stats.stored.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) if is_poison(&e) => {
-                        let attempts = shared.stream.record_failure(stream_entry.shard, &stream_entry.id).await?;
-                        if attempts >= shared.config.max_attempts {
-                            let reason = e.to_string();
-                            tracing::error!(tenant_id = %entry.tenant, event_id = %entry.id, attempts, error = %reason, "Event dead-lettered.");
-                            writer(state).await?.dead_letter(&entry, &stream_entry.id, attempts, &reason).await?;
-                            shared.stream.dead_letter(&stream_entry, &reason).await?;
-                            shared.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            // Stays pending; retried when this consumer re-reads its own entries.
-                            state.reread_pending = true;
-                        }
-                    }
-                    Err(e) => return Err(e),
-                }
+    store_part(state, &decoded).await
+}
+
+/// Stores a part of a batch; a part the database refuses for its data is split in halves until
+/// the refused entries are alone (log2 of the batch size transactions per bad entry), so the
+/// rest lands and one bad entry costs milliseconds, not a pass entry by entry.
+fn store_part<'a>(
+    state: &'a mut IngestorState,
+    part: &'a [(StreamEntry, IngestEntry)],
+) -> std::pin::Pin<Box<dyn Future<Output = Result<(), flywheel_storage::StorageError>> + Send + 'a>> {
+    Box::pin(async move {
+        let shared = state.shared.clone();
+        let batch: Vec<IngestEntry> = part.iter().map(|(_, e)| e.clone()).collect();
+        match writer(state).await?.write(&batch).await {
+            Ok(_) => {
+                ack_all(&shared, part.iter().map(|(s, _)| s)).await?;
+                shared.stats.stored.fetch_add(part.len() as u64, Ordering::Relaxed);
+                shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+                Ok(())
             }
-            Ok(())
+            Err(IngestError::Refused(reason)) if part.len() > 1 => {
+                tracing::warn!(entries = part.len(), error = %reason, "Batch refused; splitting it to isolate the bad entries.");
+                let (left, right) = part.split_at(part.len() / 2);
+                store_part(state, left).await?;
+                store_part(state, right).await
+            }
+            Err(IngestError::Refused(reason)) => {
+                let (stream_entry, entry) = &part[0];
+                let attempts = shared.stream.record_failure(stream_entry.shard, &stream_entry.id).await?;
+                if attempts >= shared.config.max_attempts {
+                    tracing::error!(tenant_id = %entry.tenant, event_id = %entry.id, attempts, error = %reason, "Event dead-lettered.");
+                    writer(state).await?.dead_letter(entry, &stream_entry.id, attempts, &reason).await?;
+                    shared.stream.dead_letter(stream_entry, &reason).await?;
+                    shared.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // Stays pending; retried when this consumer re-reads its own entries.
+                    state.reread_pending = true;
+                }
+                Ok(())
+            }
+            Err(IngestError::Storage(e)) => Err(e),
         }
-        Err(e) => Err(e),
-    }
+    })
 }
 
 async fn ack_all<'a>(

@@ -77,6 +77,8 @@ pub struct TrackingConfig {
     pub trust_forwarded_for: bool,
     /// Inactivity that ends a cookieless visitor's session.
     pub session_inactivity: Duration,
+    /// Tracking requests handled at once (each holds up to one 1 MiB body); more get 503.
+    pub max_in_flight: usize,
 }
 
 impl Default for TrackingConfig {
@@ -91,6 +93,7 @@ impl Default for TrackingConfig {
             max_import_age: Duration::from_secs(5 * 366 * 24 * 3600),
             trust_forwarded_for: false,
             session_inactivity: Duration::from_secs(30 * 60),
+            max_in_flight: 256,
         }
     }
 }
@@ -100,6 +103,9 @@ impl Default for TrackingConfig {
 pub(crate) struct Tracking {
     pub(crate) stream: EventStream,
     config: TrackingConfig,
+    /// Requests being handled; beyond `max_in_flight` the edge answers 503 at once, so memory
+    /// is bounded by that many bodies whatever the load.
+    in_flight: tokio::sync::Semaphore,
     keys: Mutex<HashMap<String, (Instant, Option<WriteKeyInfo>)>>,
     salt: Mutex<Option<(String, String)>>,
 }
@@ -108,7 +114,8 @@ const KEY_CACHE_MAX: usize = 10_000;
 
 impl Tracking {
     pub(crate) fn new(stream: EventStream, config: TrackingConfig) -> Self {
-        Self { stream, config, keys: Mutex::new(HashMap::new()), salt: Mutex::new(None) }
+        let in_flight = tokio::sync::Semaphore::new(config.max_in_flight.max(1));
+        Self { stream, config, in_flight, keys: Mutex::new(HashMap::new()), salt: Mutex::new(None) }
     }
 
     async fn write_key(&self, state: &AppState, key: &str) -> Result<Option<WriteKeyInfo>, ApiError> {
@@ -125,7 +132,16 @@ impl Tracking {
         let info = state.db().tracking_by_key(key).await?;
         if let Ok(mut cache) = self.keys.lock() {
             if cache.len() >= KEY_CACHE_MAX {
-                cache.clear();
+                // Expired entries first, then unknown keys (a flood of made-up keys must not
+                // evict the real ones), and only then everything.
+                let ttl = self.config.key_cache_ttl;
+                cache.retain(|_, (at, _)| now.duration_since(*at) < ttl);
+                if cache.len() >= KEY_CACHE_MAX {
+                    cache.retain(|_, (_, info)| info.is_some());
+                }
+                if cache.len() >= KEY_CACHE_MAX {
+                    cache.clear();
+                }
             }
             cache.insert(key.to_owned(), (now, info.clone()));
         }
@@ -189,7 +205,9 @@ fn client(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Client {
         .trust_forwarded_for
         .then(|| headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
         .flatten()
-        .and_then(|v| v.split(',').next())
+        // The right-most address is the one the trusted proxy saw; the ones before it are
+        // whatever the client claimed.
+        .and_then(|v| v.rsplit(',').next())
         .and_then(|ip| ip.trim().parse().ok());
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| truncate(ua, 512));
     Client { ip: Some(forwarded.unwrap_or(peer.ip())), user_agent }
@@ -208,6 +226,9 @@ async fn public_sender(state: &AppState, key: Option<&str>) -> Result<WriteKeyIn
     Ok(info)
 }
 
+/// Whether a page of `origin` may send with this key. No `Origin` header: not a browser's
+/// cross-origin request (a server, curl), allowed. `Origin: null` (sandboxed frames, `file:`)
+/// is allowed only while the tenant lists no origins.
 fn origin_allowed(info: &WriteKeyInfo, origin: Option<&str>) -> bool {
     match origin {
         None => true,
@@ -216,7 +237,7 @@ fn origin_allowed(info: &WriteKeyInfo, origin: Option<&str>) -> bool {
 }
 
 fn origin_of(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).filter(|o| *o != "null")
+    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
 }
 
 /// `POST /v1/collect`.
@@ -228,7 +249,12 @@ async fn collect(
     body: Body,
 ) -> Response {
     let origin = origin_of(&headers).map(str::to_owned);
-    let mut response = match collect_inner(&state, peer, &query, &headers, body).await {
+    let permit = state.tracking().in_flight.try_acquire();
+    let outcome = match permit {
+        Ok(_permit) => collect_inner(&state, peer, &query, &headers, body).await,
+        Err(_) => Err(ApiError::Overloaded { retry_after_secs: 1 }),
+    };
+    let mut response = match outcome {
         Ok(collected) => (StatusCode::ACCEPTED, Json(collected)).into_response(),
         Err(e) => e.into_response(),
     };
@@ -335,14 +361,20 @@ async fn admit(
         ids.push(entry.id);
         payloads.push(entry.encode());
     }
-    let limits = Limits {
-        tenant_events_per_second: match sender {
-            Sender::Public(info) => info.events_per_second.unwrap_or(tracking.config.tenant_events_per_second),
-            Sender::Server(_) => tracking.config.tenant_events_per_second,
+    let limits = match sender {
+        Sender::Public(info) => Limits {
+            tenant_events_per_second: info.events_per_second.unwrap_or(tracking.config.tenant_events_per_second),
+            ip_requests_per_second: Some(tracking.config.ip_requests_per_second),
+            bucket: "events",
         },
-        ip_requests_per_second: matches!(sender, Sender::Public(_)).then_some(tracking.config.ip_requests_per_second),
+        // Server senders (imports, order systems) have a bucket of their own at the node's rate.
+        Sender::Server(_) => Limits {
+            tenant_events_per_second: tracking.config.tenant_events_per_second,
+            ip_requests_per_second: None,
+            bucket: "server",
+        },
     };
-    let ip = client.ip.map(|ip| ip.to_string());
+    let ip = client.ip.map(client_network);
     let ip = if matches!(sender, Sender::Public(_)) { ip.as_deref() } else { None };
     match tracking.stream.admit(tenant, ip, limits, &payloads).await? {
         Admission::Accepted => Ok(Collected { accepted: ids.len(), ids }),
@@ -351,9 +383,14 @@ async fn admit(
         }
         Admission::Overloaded { retry_after } => {
             tracing::debug!(tenant_id = %tenant, "Ingest backlog full; refusing events.");
-            Err(ApiError::Overloaded { retry_after_secs: retry_after.as_secs().max(1) })
+            Err(ApiError::Overloaded { retry_after_secs: ceil_secs(retry_after) })
         }
     }
+}
+
+/// Whole seconds, rounded up: `Retry-After: 1` after 1.9 s would invite a second refusal.
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_millis().div_ceil(1000).max(1).try_into().unwrap_or(u64::MAX)
 }
 
 /// The cookieless visitor id: a hash of the day's salt, the tenant, the IP and the browser,
@@ -368,6 +405,21 @@ fn cookieless_visitor(salt: &str, tenant: TenantId, client: &Client) -> String {
     let digest = h.finalize();
     let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
     format!("c.{hex}")
+}
+
+/// The client's network for rate limiting: an IPv4 address, or the /64 of an IPv6 one (a
+/// subscriber's whole allocation, so rotating addresses does not reset the limit).
+fn client_network(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0).to_string()
+            }
+        },
+    }
 }
 
 /// The IP without its host part: IPv4 /24, IPv6 /48.
@@ -467,7 +519,9 @@ fn enrich(
         if context.user_agent.is_none() {
             context.user_agent = client.user_agent.clone();
         }
-        if context.user_agent.as_deref().is_some_and(is_bot) {
+        // The request's own user agent decides (a page cannot claim to be a browser for the
+        // bot that runs it); the event's, when the request has none (a server relaying).
+        if client.user_agent.as_deref().or(context.user_agent.as_deref()).is_some_and(is_bot) {
             meta.insert("bot".into(), true.into());
         }
         if let Some(ip) = client.ip {
@@ -481,6 +535,11 @@ fn enrich(
         event.visitor_id = Some(visitor.clone());
         event.session_id = Some(session.clone());
     }
+    // PostgreSQL text and jsonb cannot hold NUL characters; they carry no meaning in analytics.
+    event.ad_id = event.ad_id.map(|a| a.replace('\0', ""));
+    if let Some(props) = event.properties.as_mut() {
+        strip_nul(props);
+    }
     // An email in the properties identifies the visitor; it links the event to its lead and is
     // not kept in the event itself.
     let mut identify_email = None;
@@ -489,11 +548,6 @@ fn enrich(
     {
         props.remove("email");
         identify_email = Some(email.as_str().to_owned());
-    }
-    // PostgreSQL text and jsonb cannot hold NUL characters; they carry no meaning in analytics.
-    event.ad_id = event.ad_id.map(|a| a.replace('\0', ""));
-    if let Some(props) = event.properties.as_mut() {
-        strip_nul(props);
     }
     if let Some(context) = event.context.take()
         && let Ok(serde_json::Value::Object(mut o)) = serde_json::to_value(context)
@@ -563,6 +617,7 @@ async fn pixel(
     Query(pairs): Query<Vec<(String, String)>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let _permit = state.tracking().in_flight.try_acquire().map_err(|_| ApiError::Overloaded { retry_after_secs: 1 })?;
     let key = pairs.iter().find(|(k, _)| k == "k").map(|(_, v)| v.as_str());
     let info = public_sender(&state, key).await?;
     let event = events::parse_pixel(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(batch_error)?;
@@ -578,7 +633,17 @@ async fn pixel(
         .into_response())
 }
 
-/// `GET /t.js`: cacheable for an hour by browsers and CDNs, revalidated by ETag.
+/// The script gzipped once, at first use (what nearly every browser accepts).
+static TRACKER_JS_GZIP: std::sync::LazyLock<Vec<u8>> = std::sync::LazyLock::new(|| {
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    // Writing into a Vec cannot fail; an empty result falls back to the plain script.
+    let _ = gz.write_all(TRACKER_JS.as_bytes());
+    gz.finish().unwrap_or_default()
+});
+
+/// `GET /t.js`: gzipped when accepted, cacheable for an hour by browsers and CDNs, revalidated
+/// by ETag.
 async fn script(method: Method, headers: HeaderMap) -> Response {
     static ETAG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let digest = Sha256::digest(TRACKER_JS.as_bytes());
@@ -596,13 +661,28 @@ async fn script(method: Method, headers: HeaderMap) -> Response {
     {
         return (StatusCode::NOT_MODIFIED, common, [(header::ETAG, etag.to_owned())]).into_response();
     }
-    let body = if method == Method::HEAD { "" } else { TRACKER_JS };
-    (
+    let gzip = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        v.split(',').any(|e| e.split(';').next().is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip")))
+    }) && !TRACKER_JS_GZIP.is_empty();
+    let body: Vec<u8> = match (method == Method::HEAD, gzip) {
+        (true, _) => Vec::new(),
+        (false, true) => TRACKER_JS_GZIP.clone(),
+        (false, false) => TRACKER_JS.as_bytes().to_vec(),
+    };
+    let mut response = (
         common,
-        [(header::CONTENT_TYPE, "application/javascript; charset=utf-8".to_owned()), (header::ETAG, etag.to_owned())],
+        [
+            (header::CONTENT_TYPE, "application/javascript; charset=utf-8".to_owned()),
+            (header::ETAG, etag.to_owned()),
+            (header::VARY, "Accept-Encoding".to_owned()),
+        ],
         body,
     )
-        .into_response()
+        .into_response();
+    if gzip {
+        response.headers_mut().insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    response
 }
 
 #[cfg(test)]

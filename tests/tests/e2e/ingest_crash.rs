@@ -119,9 +119,29 @@ async fn a_node_killed_mid_batch_loses_and_doubles_no_acknowledged_event() {
     let (before, _) = stored(&db, tenant_id, &acked).await;
     eprintln!("acknowledged {} events; {before} stored when the node was killed", acked.len());
 
-    // A new process with the same consumer name re-reads what the dead one had taken.
+    // Entries the dead node had taken and not acknowledged are pending under its consumer name.
+    let redis = flywheel_storage::redis::RedisStore::connect(&flywheel_storage::redis::RedisConfig::new(
+        redis_url(),
+        namespace.clone(),
+    ))
+    .await
+    .expect("redis");
+    let stream = flywheel_storage::event_stream::EventStream::new(redis, Default::default());
+    let backlog = stream.backlog().await.expect("backlog");
+    eprintln!("backlog at the kill: {backlog} entries not yet stored and acknowledged");
+    assert!(backlog > 0, "the kill left work behind");
+
+    // Another node (a new consumer name, as after a host change) takes the dead consumer's
+    // pending entries over once they have been idle for FLYWHEEL_INGEST_CLAIM_IDLE_SECS.
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    let other = format!("other-{}", Uuid::new_v4().simple());
+    let env = [
+        ("FLYWHEEL_INGESTORS", "1"),
+        ("FLYWHEEL_INGEST_BATCH", "2000"),
+        ("FLYWHEEL_INGEST_CLAIM_IDLE_SECS", "1"),
+        ("FLYWHEEL_INGEST_CONSUMER", other.as_str()),
+    ];
     let _second = start_node(&db, port, &namespace, &env);
     ready(&client, &base).await;
     let total = i64::try_from(acked.len()).expect("count");

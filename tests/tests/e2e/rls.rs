@@ -525,6 +525,27 @@ async fn partitions_are_created_ahead_and_rows_move_out_of_the_default_partition
         .expect("where");
     assert_eq!(home, format!("events_p{}", ahead.format("%Y_%m")));
     tx.commit().await.expect("commit");
+    // A past month (an import, a late event) gets its partition too, at the next maintenance.
+    let past = chrono::Utc::now() - chrono::Duration::days(700);
+    let old_id = Uuid::now_v7();
+    let mut tx = as_tenant(&mut app, a).await;
+    sqlx::query("insert into events (tenant_id, id, event_type, occurred_at) values ($1, $2, 'page_view', $3)")
+        .bind(a)
+        .bind(old_id)
+        .bind(past)
+        .execute(&mut *tx)
+        .await
+        .expect("insert");
+    tx.commit().await.expect("commit");
+    assert_eq!(t.db.ensure_partitions(3).await.expect("maintenance"), 1, "the past month of events");
+    let mut tx = as_tenant(&mut app, a).await;
+    let home: String = sqlx::query_scalar("select tableoid::regclass::text from events where id = $1")
+        .bind(old_id)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("where");
+    assert_eq!(home, format!("events_p{}", past.format("%Y_%m")));
+    tx.commit().await.expect("commit");
     let mut owner = t.owner().await;
     assert_eq!(isolation_problems(&mut owner).await, Vec::<String>::new(), "new partitions have forced RLS");
 }

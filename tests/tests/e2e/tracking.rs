@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use flywheel_contracts::Role;
 use flywheel_contracts::ingest::IngestEntry;
-use flywheel_contracts::{Role, TenantId};
 use flywheel_tests::{TestApp, TestTenant, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -113,10 +113,19 @@ async fn implausible_times_are_clamped_and_flagged_and_bots_flagged() {
     let t = app.tenant("clamp").await;
     let future = json!({"type": "page_view", "source": "web", "occurred_at": "2099-01-01T00:00:00Z"});
     let past = json!({"type": "page_view", "source": "web", "occurred_at": "2001-01-01T00:00:00Z"});
-    let bot = json!({"type": "page_view", "source": "web",
-                     "context": {"user_agent": "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"}});
-    let (status, _, body) = collect(&app, &t.write_key, &json!({"events": [future, past, bot]}), None).await;
+    // A bot is known by the request's own user agent, whatever the event claims.
+    let bot = json!({"type": "page_view", "source": "web", "context": {"user_agent": "Mozilla/5.0 Chrome/131.0"}});
+    let (status, _, body) = collect(&app, &t.write_key, &json!({"events": [future, past]}), None).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let resp = app
+        .client
+        .post(app.url(&format!("/v1/collect?key={}", t.write_key)))
+        .header("user-agent", "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")
+        .body(json!({"events": [bot]}).to_string())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let stored = wait_for_events(&app, &t, "", 3).await;
     let now = chrono::Utc::now();
     let at =
@@ -552,5 +561,128 @@ async fn tenants_cannot_write_or_read_each_others_events() {
             .execute(&mut *tx)
             .await;
     assert!(denied.is_err(), "row-level security refuses another tenant's event");
-    let _ = TenantId::new();
+}
+
+#[tokio::test]
+async fn nul_characters_anywhere_do_not_poison_the_pipeline() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("nul").await;
+    let events = json!({"events": [
+        {"type": "form_submit", "source": "web", "visitor_id": "v.nul", "properties": {"form_id": "f\u{0}1", "email": "a\u{0}b@x.co", "n\u{0}ote": ["x\u{0}"]}},
+        {"type": "click", "source": "web", "visitor_id": "v.nul", "context": {"title": "T\u{0}itle", "url": "https://x.example/\u{0}"}},
+        {"type": "page_view", "source": "web", "visitor_id": "v.nul"}
+    ]});
+    let (status, _, body) = collect(&app, &t.write_key, &events, None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let stored = wait_for_events(&app, &t, "visitor_id=v.nul", 3).await;
+    let form = stored.iter().find(|e| e["type"] == "form_submit").expect("form");
+    assert_eq!(form["properties"]["form_id"], "f1");
+    assert_eq!(form["properties"]["note"], json!(["x"]));
+    assert_eq!(app.stream.dead_letters().await.expect("dead letters"), 0);
+}
+
+#[tokio::test]
+async fn a_shared_device_keeps_each_leads_timeline_its_own_and_cookieless_visitors_are_never_linked() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("kiosk").await;
+    let form = |email: &str| {
+        json!({"type": "form_submit", "source": "web", "visitor_id": "v.kiosk",
+                                    "properties": {"form_id": "signup", "email": email}})
+    };
+    assert_eq!(
+        collect(&app, &t.write_key, &json!({"events": [form("alice@example.com")]}), None).await.0,
+        StatusCode::ACCEPTED
+    );
+    wait_for_events(&app, &t, "visitor_id=v.kiosk", 1).await;
+    assert_eq!(
+        collect(&app, &t.write_key, &json!({"events": [form("bob@example.com")]}), None).await.0,
+        StatusCode::ACCEPTED
+    );
+    wait_for_events(&app, &t, "visitor_id=v.kiosk", 2).await;
+    let (_, bob) = app.call(Method::GET, "/v1/leads?email=bob@example.com", Some(&t.owner_key), None).await;
+    let bob = bob["data"][0]["id"].as_str().expect("bob").to_owned();
+    let (_, timeline) = app.call(Method::GET, &format!("/v1/leads/{bob}/timeline"), Some(&t.owner_key), None).await;
+    let leads: Vec<&Value> = timeline["data"].as_array().expect("data").iter().map(|e| &e["lead_id"]).collect();
+    assert_eq!(leads, vec![&json!(bob)], "only Bob's own form: {timeline}");
+
+    // Cookieless: the daily hash is shared by everyone behind one address with one browser, so
+    // an email identifies that event only.
+    let (status, _) =
+        app.call(Method::PATCH, "/v1/tracking", Some(&t.owner_key), Some(json!({"cookieless": true}))).await;
+    assert_eq!(status, StatusCode::OK);
+    let signup = json!({"events": [{"type": "form_submit", "source": "web", "properties": {"form_id": "f", "email": "carol@example.com"}}]});
+    assert_eq!(collect(&app, &t.write_key, &signup, None).await.0, StatusCode::ACCEPTED);
+    let view = json!({"events": [{"type": "page_view", "source": "web"}]});
+    assert_eq!(collect(&app, &t.write_key, &view, None).await.0, StatusCode::ACCEPTED);
+    let stored = wait_for_events(&app, &t, "type=page_view", 1).await;
+    assert!(stored[0]["visitor_id"].as_str().is_some_and(|v| v.starts_with("c.")));
+    assert!(stored[0]["lead_id"].is_null(), "a cookieless visitor is not stitched: {stored:?}");
+    let carol =
+        wait_for_events(&app, &t, &format!("visitor_id={}", stored[0]["visitor_id"].as_str().expect("v")), 2).await;
+    assert!(
+        carol.iter().any(|e| e["type"] == "form_submit" && e["lead_id"].is_string()),
+        "the identifying event has its lead"
+    );
+}
+
+#[tokio::test]
+async fn per_client_limits_forwarded_addresses_and_null_origins() {
+    let mut config = flywheel_gateway::GatewayConfig::default();
+    config.tracking.ip_requests_per_second = 3;
+    config.tracking.trust_forwarded_for = true;
+    let app = TestApp::spawn_with(config).await;
+    let t = app.tenant("clients").await;
+    let other = app.tenant("clients-other").await;
+    let one = json!({"events": [{"type": "page_view", "source": "web", "visitor_id": "v.ip"}]}).to_string();
+    let send = |key: &str, xff: &'static str| {
+        app.client
+            .post(app.url(&format!("/v1/collect?key={key}")))
+            .header("x-forwarded-for", xff)
+            .body(one.clone())
+            .send()
+    };
+    // The right-most address is the proxy's view; what the client put before it is ignored.
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(send(&t.write_key, "10.9.9.9, 203.0.113.9").await.expect("send").status());
+    }
+    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    // Another client address, and the same address for another tenant, are not limited.
+    assert_eq!(send(&t.write_key, "10.9.9.9, 198.51.100.4").await.expect("send").status(), StatusCode::ACCEPTED);
+    assert_eq!(send(&other.write_key, "203.0.113.9").await.expect("send").status(), StatusCode::ACCEPTED);
+    let stored = eventually("stored", Duration::from_secs(20), || async {
+        let got = events(&app, &t, "visitor_id=v.ip").await;
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert!(stored.iter().all(|e| e["ip"] == "203.0.113.0" || e["ip"] == "198.51.100.0"), "{stored:?}");
+
+    // Origin: null (a sandboxed frame) is refused once the tenant lists its origins.
+    let (status, _, _) =
+        collect(&app, &other.write_key, &json!({"events": [{"type": "page_view", "source": "web"}]}), Some("null"))
+            .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (status, _) = app
+        .call(
+            Method::PATCH,
+            "/v1/tracking",
+            Some(&other.owner_key),
+            Some(json!({"allowed_origins": ["https://shop.example"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) =
+        collect(&app, &other.write_key, &json!({"events": [{"type": "page_view", "source": "web"}]}), Some("null"))
+            .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn the_script_is_served_gzipped_under_3_kb() {
+    let app = TestApp::spawn().await;
+    let raw = app.client.get(app.url("/t.js")).header("accept-encoding", "gzip").send().await.expect("script");
+    assert_eq!(raw.headers().get("content-encoding").and_then(|v| v.to_str().ok()), Some("gzip"));
+    let bytes = raw.bytes().await.expect("body");
+    assert!(bytes.len() < 3 * 1024, "t.js is {} bytes gzipped", bytes.len());
+    assert!(bytes.starts_with(&[0x1f, 0x8b]), "a gzip stream");
 }
