@@ -686,3 +686,59 @@ async fn the_script_is_served_gzipped_under_3_kb() {
     assert!(bytes.len() < 3 * 1024, "t.js is {} bytes gzipped", bytes.len());
     assert!(bytes.starts_with(&[0x1f, 0x8b]), "a gzip stream");
 }
+
+#[tokio::test]
+async fn a_batch_mixing_tenants_stores_each_event_under_its_own_tenant_only() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant("mix-a").await;
+    let b = app.tenant("mix-b").await;
+    let (_, lead_a) =
+        app.call(Method::POST, "/v1/leads", Some(&a.owner_key), Some(json!({"email": "ann@a.example"}))).await;
+    let lead_a: Uuid = lead_a["id"].as_str().expect("lead").parse().expect("uuid");
+    let (_, campaign_a) =
+        app.call(Method::POST, "/v1/campaigns", Some(&a.owner_key), Some(json!({"name": "A's"}))).await;
+    let campaign_a: Uuid = campaign_a["id"].as_str().expect("campaign").parse().expect("uuid");
+    let entry = |tenant: &TestTenant, visitor: &str, lead: Option<Uuid>, email: Option<&str>| IngestEntry {
+        format: IngestEntry::FORMAT,
+        tenant: tenant.id.as_uuid(),
+        id: Uuid::now_v7(),
+        event_type: flywheel_contracts::events::EventType::FormSubmit,
+        source: flywheel_contracts::events::EventSource::Web,
+        occurred_at_us: chrono::Utc::now().timestamp_micros(),
+        received_at_us: chrono::Utc::now().timestamp_micros(),
+        visitor_id: Some(visitor.into()),
+        session_id: None,
+        lead_id: lead,
+        campaign_id: Some(campaign_a),
+        landing_page_id: None,
+        email_id: None,
+        ad_id: None,
+        identify_email: email.map(str::to_owned),
+        meta: r#"{"properties": {"form_id": "f"}}"#.into(),
+    };
+    // One batch: A's own event; B's events naming A's lead and campaign, and A's lead's email.
+    let batch = vec![
+        entry(&a, "v.a", Some(lead_a), None),
+        entry(&b, "v.b1", Some(lead_a), None),
+        entry(&b, "v.b2", None, Some("ann@a.example")),
+    ];
+    let mut writer = app.db().ingest_writer().await.expect("writer");
+    writer.write(&batch).await.expect("a mixed batch is stored");
+    let in_a = events(&app, &a, "").await;
+    assert_eq!(in_a.len(), 1);
+    assert_eq!((in_a[0]["lead_id"].clone(), in_a[0]["campaign_id"].clone()), (json!(lead_a), json!(campaign_a)));
+    let in_b = events(&app, &b, "").await;
+    assert_eq!(in_b.len(), 2);
+    for e in &in_b {
+        assert!(e["campaign_id"].is_null(), "B's event cannot point at A's campaign: {e}");
+        assert_ne!(e["lead_id"], json!(lead_a), "B's event cannot point at A's lead: {e}");
+    }
+    // The email made a lead of B's own; A's lead is untouched and has no new visitor.
+    let (_, b_leads) = app.call(Method::GET, "/v1/leads?email=ann@a.example", Some(&b.owner_key), None).await;
+    let b_lead = b_leads["data"][0]["id"].as_str().expect("B's own lead for the email");
+    assert_ne!(b_lead, lead_a.to_string());
+    let mut tx = app.db().begin(a.id).await.expect("begin");
+    let linked = flywheel_storage::events::linked_visitors(&mut tx, lead_a).await.expect("links");
+    tx.commit().await.expect("commit");
+    assert_eq!(linked, vec!["v.a".to_owned()]);
+}
