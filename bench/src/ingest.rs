@@ -7,8 +7,9 @@
 //! - (b) the node ([`node`]), driven by the built-in load generator ([`load`]): closed loop for
 //!   the maximum accepted rate (HTTP 202s) and the persisted rate (rows in `events`, counted once
 //!   the stream's backlog has drained, over the time from the first request to the drain), then
-//!   open loop at 70 % of that maximum for the latency. Target: p99 ≤ 5 ms at 70 %. The node's
-//!   resident memory is sampled throughout (reported).
+//!   open loop at 70 % of that maximum accepted rate for the latency (target: p99 ≤ 5 ms), and,
+//!   for context, open loop at 70 % of the persisted rate (a load the ingestors keep up with).
+//!   The node's resident memory is sampled throughout (reported).
 //! - (c) a no-op axum handler on the same machine ([`noop`]) under the same closed-loop load: the
 //!   HTTP stack's own ceiling. Target: the node accepts at least a quarter of its rate
 //!   (`accepted/noop` ≥ 0.25x).
@@ -29,8 +30,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
+use axum::body::Bytes;
 use flywheel_contracts::Slug;
+use flywheel_contracts::events::MAX_BATCH_EVENTS;
 use flywheel_storage::event_stream::{EventStream, StreamConfig};
 use flywheel_storage::redis::RedisStore;
 use sqlx::postgres::PgConnectOptions;
@@ -82,7 +85,7 @@ pub struct IngestConfig {
         default_value_t = 20
     )]
     pub events_per_request: usize,
-    /// Measured seconds of each load phase (closed loop, open loop, no-op).
+    /// Measured seconds of each load phase (three on the node, one on the no-op handler).
     #[arg(long = "ingest-secs", env = "FLYWHEEL_BENCH_INGEST_SECS", value_name = "SECONDS", default_value_t = 15)]
     pub secs: u64,
     /// Unmeasured seconds before each phase's window.
@@ -93,7 +96,8 @@ pub struct IngestConfig {
         default_value_t = 2
     )]
     pub warmup_secs: u64,
-    /// The open-loop rate as a fraction of the closed loop's accepted rate.
+    /// The open-loop rates as a fraction of the closed loop's accepted rate (the target's phase)
+    /// and of its persisted rate (for context).
     #[arg(
         long = "ingest-load-fraction",
         env = "FLYWHEEL_BENCH_INGEST_LOAD_FRACTION",
@@ -101,7 +105,8 @@ pub struct IngestConfig {
         default_value_t = 0.7
     )]
     pub load_fraction: f64,
-    /// A fixed open-loop rate in events per second instead of the fraction of the maximum.
+    /// A fixed rate in events per second for the target's open-loop phase, instead of the fraction
+    /// of the accepted rate.
     #[arg(long = "ingest-rate", env = "FLYWHEEL_BENCH_INGEST_RATE", value_name = "EVENTS_PER_SEC")]
     pub rate: Option<f64>,
     /// The node's event ingestors (FLYWHEEL_INGESTORS); the raw baseline uses as many connections.
@@ -139,14 +144,36 @@ pub struct IngestConfig {
     pub node_binary: Option<PathBuf>,
 }
 
-/// A tenant of the run: its id and the URL its events go to.
+/// A tenant of the run: its id and its public write key.
 struct BenchTenant {
     id: Uuid,
     write_key: String,
 }
 
+/// What every part of the run shares: the tenants, the prepared requests, the load's shape.
+struct Plan {
+    tenants: Vec<BenchTenant>,
+    bodies: Vec<Bytes>,
+    rows: Vec<synthetic::Row>,
+    events_per_request: usize,
+    warmup: Duration,
+    duration: Duration,
+}
+
+impl Plan {
+    fn closed(&self, config: &IngestConfig) -> Load {
+        Load { concurrency: config.concurrency, warmup: self.warmup, duration: self.duration, pace: Pace::Closed }
+    }
+
+    /// Open loop at `events_per_second`.
+    fn open(&self, config: &IngestConfig, events_per_second: f64) -> Load {
+        let requests_per_second = events_per_second / self.events_per_request as f64;
+        Load { pace: Pace::Open { requests_per_second }, ..self.closed(config) }
+    }
+}
+
 pub async fn run(services: &Services, config: IngestConfig) -> Result<Vec<Target>> {
-    let events_per_request = config.events_per_request.clamp(1, flywheel_contracts::events::MAX_BATCH_EVENTS);
+    let events_per_request = config.events_per_request.clamp(1, MAX_BATCH_EVENTS);
     println!(
         "ingest: raw binary COPY vs the full path (HTTP → Redis stream → EventIngestor → events) vs a no-op \
          handler; {} tenants, {events_per_request} events per request, {} connections, {} s per phase after {} s \
@@ -173,38 +200,22 @@ async fn measure(
     config: &IngestConfig,
     binary: PathBuf,
 ) -> Result<Vec<Target>> {
-    let events_per_request = config.events_per_request.clamp(1, flywheel_contracts::events::MAX_BATCH_EVENTS);
-    let tenants = create_tenants(database, config.tenants.max(1)).await?;
+    let events_per_request = config.events_per_request.clamp(1, MAX_BATCH_EVENTS);
     let mut rng = synthetic::Rng::new(0x00f1_7ee1);
     let (bodies, events) = synthetic::bodies(&mut rng, BODIES, events_per_request);
-    let rows: Vec<synthetic::Row> = events.iter().map(synthetic::Row::from_event).collect();
-    let meta_mean = rows.iter().map(|r| r.meta.len()).sum::<usize>() / rows.len().max(1);
-    let body_mean = bodies.iter().map(|b| b.len()).sum::<usize>() / bodies.len().max(1);
+    let plan = Plan {
+        tenants: create_tenants(database, config.tenants.max(1)).await?,
+        rows: events.iter().map(synthetic::Row::from_event).collect(),
+        bodies,
+        events_per_request,
+        warmup: Duration::from_secs(config.warmup_secs),
+        duration: Duration::from_secs(config.secs.max(1)),
+    };
+    let meta_mean = plan.rows.iter().map(|r| r.meta.len()).sum::<usize>() / plan.rows.len().max(1);
+    let body_mean = plan.bodies.iter().map(Bytes::len).sum::<usize>() / plan.bodies.len().max(1);
     println!("  events: meta averages {meta_mean} bytes; a request body averages {body_mean} bytes");
 
-    // (a) The raw baseline.
-    let tenant_ids: Vec<Uuid> = tenants.iter().map(|t| t.id).collect();
-    let spec = raw_copy::RawSpec {
-        events: config.raw_events.max(1),
-        batch: config.batch,
-        writers: usize::from(config.ingestors),
-    };
-    let raw = raw_copy::run(database, &tenant_ids, &rows, spec).await?;
-    println!(
-        "  (a) raw binary COPY into a copy of events without RLS ({} indexes, {} partitions), batches of {}, \
-         {} connection(s)",
-        raw.indexes, raw.partitions, config.batch, spec.writers
-    );
-    println!(
-        "      {} events in {:.2} s = {:.0} events/s ({} batches)",
-        raw.events,
-        raw.elapsed.as_secs_f64(),
-        raw.events_per_second(),
-        raw.batches
-    );
-
-    // (b) The node.
-    let http = free_port()?;
+    let raw = raw_baseline(database, config, &plan).await?;
     let settings = NodeSettings {
         binary,
         database_url: database.app_url(),
@@ -216,15 +227,80 @@ async fn measure(
         ),
         redis_url: services.redis_url.expose().clone(),
         namespace: redis.namespace().to_owned(),
-        http,
+        http: free_port()?,
         ingestors: config.ingestors.max(1),
         shards: SHARDS,
         batch: config.batch,
         linger_ms: config.linger_ms,
         max_backlog: config.max_backlog,
     };
+    let node = full_path(database, redis, config, &plan, &settings).await?;
+    let noop = noop_baseline(config, &plan).await?;
+
+    let persisted_ratio = node.closed.persisted_per_second() / raw.events_per_second();
+    let accepted_ratio = node.closed.outcome.events_per_second() / noop.events_per_second().max(1e-9);
+    let p99_ms = |phase: &Phase| phase.outcome.latency.map_or(f64::INFINITY, |l| l.p99 / 1e6);
+    println!(
+        "  persisted/raw-copy {persisted_ratio:.2}x ({:.0} / {:.0} events/s); accepted/noop {accepted_ratio:.2}x \
+         ({:.0} / {:.0} events/s)",
+        node.closed.persisted_per_second(),
+        raw.events_per_second(),
+        node.closed.outcome.events_per_second(),
+        noop.events_per_second()
+    );
+    // The names say 70 %: the issue's figure (another --ingest-load-fraction changes what they measure).
+    Ok(vec![
+        Target::at_least("persisted/raw-copy", persisted_ratio, "x", 0.5),
+        Target::at_least("accepted/noop", accepted_ratio, "x", 0.25),
+        Target::at_most("p99@70%", p99_ms(&node.at_accepted), " ms", 5.0),
+        Target::info("p99@70%-of-persisted", p99_ms(&node.at_persisted), " ms"),
+        Target::info("node-rss-max", node.rss_max_kb as f64 / 1024.0, " MB"),
+    ])
+}
+
+/// (a) Raw binary COPY into a copy of `events` without RLS.
+async fn raw_baseline(database: &BenchDatabase, config: &IngestConfig, plan: &Plan) -> Result<raw_copy::RawReport> {
+    let tenants: Vec<Uuid> = plan.tenants.iter().map(|t| t.id).collect();
+    let spec = raw_copy::RawSpec {
+        events: config.raw_events.max(1),
+        batch: config.batch,
+        writers: usize::from(config.ingestors.max(1)),
+    };
+    let raw = raw_copy::run(database, &tenants, &plan.rows, spec).await?;
+    println!(
+        "  (a) raw binary COPY into a copy of events without RLS ({} indexes, {} partitions), batches of {}, \
+         {} connection(s)",
+        raw.indexes, raw.partitions, spec.batch, spec.writers
+    );
+    println!(
+        "      {} events in {:.2} s = {:.0} events/s ({} batches)",
+        raw.events,
+        raw.elapsed.as_secs_f64(),
+        raw.events_per_second(),
+        raw.batches
+    );
+    Ok(raw)
+}
+
+/// What the node did in its three phases.
+struct NodeReport {
+    closed: Phase,
+    at_accepted: Phase,
+    at_persisted: Phase,
+    rss_max_kb: u64,
+}
+
+/// (b) The node: closed loop, open loop at a fraction of the accepted rate, then of the
+/// persisted rate; memory sampled throughout.
+async fn full_path(
+    database: &BenchDatabase,
+    redis: &RedisStore,
+    config: &IngestConfig,
+    plan: &Plan,
+    settings: &NodeSettings,
+) -> Result<NodeReport> {
     let client = load::client(config.concurrency)?;
-    let mut node = Node::start(&settings)?;
+    let mut node = Node::start(settings)?;
     let ready = node.ready(&client, READY_LIMIT).await?;
     let rss_rest = node::rss_kb(node.pid())?;
     println!(
@@ -233,57 +309,65 @@ async fn measure(
         ready.as_secs_f64(),
         rss_rest / 1024,
         settings.ingestors,
-        config.batch,
-        config.linger_ms
+        settings.batch,
+        settings.linger_ms
     );
     let workload = Workload {
-        urls: Arc::new(tenants.iter().map(|t| format!("{}/v1/collect?key={}", node.base(), t.write_key)).collect()),
-        bodies: Arc::new(bodies.clone()),
-        events_per_request: events_per_request as u64,
+        urls: Arc::new(
+            plan.tenants.iter().map(|t| format!("{}/v1/collect?key={}", node.base(), t.write_key)).collect(),
+        ),
+        bodies: Arc::new(plan.bodies.clone()),
+        events_per_request: plan.events_per_request as u64,
     };
     let stream =
         EventStream::new(redis.clone(), StreamConfig { shards: SHARDS, max_backlog_per_shard: config.max_backlog });
+    let tenants: Vec<Uuid> = plan.tenants.iter().map(|t| t.id).collect();
     let mut counter = app_connection(database).await?;
-    let warmup = Duration::from_secs(config.warmup_secs);
-    let duration = Duration::from_secs(config.secs.max(1));
-    let drain_limit = Duration::from_secs(config.drain_secs.max(1));
     let sampler = RssSampler::start(node.pid(), Duration::from_millis(100));
+    let mut driver = Driver {
+        client: &client,
+        workload: &workload,
+        stream: &stream,
+        counter: &mut counter,
+        tenants: &tenants,
+        node: node.pid(),
+        drain_limit: Duration::from_secs(config.drain_secs.max(1)),
+    };
+    let fraction = config.load_fraction;
     let phases = async {
-        let closed_load = Load { concurrency: config.concurrency, warmup, duration, pace: Pace::Closed };
-        let closed = phase(&client, &workload, closed_load, &stream, &mut counter, &tenant_ids, drain_limit).await?;
-        node.check_alive()?;
+        let closed = driver.phase(plan.closed(config)).await?;
         print_phase(&format!("closed loop, {} connections", config.concurrency), &closed);
 
-        let open_rps = match config.rate {
-            Some(events) => events / events_per_request as f64,
-            None => closed.outcome.requests_per_second() * config.load_fraction,
+        // The target: a fraction of the highest rate the edge accepts (or a rate given).
+        let (label, rate) = match config.rate {
+            Some(events) => (format!("open loop at {events:.0} events/s"), events),
+            None => (
+                format!("open loop at {:.0} % of the closed loop's accepted rate", fraction * 100.0),
+                closed.outcome.events_per_second() * fraction,
+            ),
         };
-        let open_load = Load {
-            concurrency: config.concurrency,
-            warmup,
-            duration,
-            pace: Pace::Open { requests_per_second: open_rps },
-        };
-        let open = phase(&client, &workload, open_load, &stream, &mut counter, &tenant_ids, drain_limit).await?;
-        node.check_alive()?;
-        let label = match config.rate {
-            Some(events) => format!("open loop at {events:.0} events/s"),
-            None => format!("open loop at {:.0} % of the closed loop's rate", config.load_fraction * 100.0),
-        };
-        print_phase(&format!("{label} ({open_rps:.0} requests/s)"), &open);
-        anyhow::Ok((closed, open))
+        let at_accepted = driver.phase(plan.open(config, rate)).await?;
+        print_phase(&label, &at_accepted);
+
+        // For context: the same fraction of the rate the node stores (no backlog building up).
+        let rate = closed.persisted_per_second() * fraction;
+        let at_persisted = driver.phase(plan.open(config, rate)).await?;
+        print_phase(
+            &format!("open loop at {:.0} % of the closed loop's persisted rate", fraction * 100.0),
+            &at_persisted,
+        );
+        anyhow::Ok((closed, at_accepted, at_persisted))
     }
     .await;
-    let rss_max = sampler.finish().await;
-    let log_lines = node.log_lines();
+    let rss_max_kb = sampler.finish().await;
     let dead_letters = stream.dead_letters().await.unwrap_or(0);
-    let log_tail = node.log_tail();
+    let (log_lines, log_tail) = (node.log_lines(), node.log_tail());
     node.stop();
     counter.close().await?;
-    let (closed, open) = phases?;
-    println!("      node resident memory: {} MB at rest, {} MB at most under load", rss_rest / 1024, rss_max / 1024);
-    let accepted = closed.outcome.total_events + open.outcome.total_events;
-    let stored = closed.stored + open.stored;
+    let (closed, at_accepted, at_persisted) = phases?;
+    println!("      node resident memory: {} MB at rest, {} MB at most under load", rss_rest / 1024, rss_max_kb / 1024);
+    let accepted: u64 = [&closed, &at_accepted, &at_persisted].iter().map(|p| p.outcome.total_events).sum();
+    let stored: u64 = [&closed, &at_accepted, &at_persisted].iter().map(|p| p.stored).sum();
     println!(
         "      {accepted} events accepted, {stored} stored, {dead_letters} dead-lettered; the node logged {log_lines} \
          warning/error line(s)"
@@ -291,41 +375,26 @@ async fn measure(
     if stored != accepted || dead_letters > 0 {
         println!("      WARNING: accepted and stored differ; the node's last log lines:\n{log_tail}");
     }
+    Ok(NodeReport { closed, at_accepted, at_persisted, rss_max_kb })
+}
 
-    // (c) The no-op handler, same load.
-    let noop_server = noop::NoopServer::start(std::thread::available_parallelism().map_or(2, usize::from))?;
-    let noop_workload = Workload {
-        urls: Arc::new(vec![format!("{}/v1/collect", noop_server.base())]),
-        bodies: Arc::new(bodies),
-        events_per_request: events_per_request as u64,
+/// (c) The no-op handler under the same closed-loop load.
+async fn noop_baseline(config: &IngestConfig, plan: &Plan) -> Result<Outcome> {
+    let server = noop::NoopServer::start(std::thread::available_parallelism().map_or(2, usize::from))?;
+    let workload = Workload {
+        urls: Arc::new(vec![format!("{}/v1/collect", server.base())]),
+        bodies: Arc::new(plan.bodies.clone()),
+        events_per_request: plan.events_per_request as u64,
     };
-    let noop_client = load::client(config.concurrency)?;
-    let noop_load = Load { concurrency: config.concurrency, warmup, duration, pace: Pace::Closed };
-    let noop = load::run(&noop_client, &noop_workload, noop_load).await;
-    drop(noop_client);
-    noop_server.stop().await?;
-    let noop = noop?;
+    let client = load::client(config.concurrency)?;
+    let outcome = load::run(&client, &workload, plan.closed(config)).await;
+    drop(client);
+    server.stop().await?;
+    let outcome = outcome?;
     println!("  (c) no-op axum handler, closed loop, {} connections", config.concurrency);
-    println!("      {}", throughput(&noop));
-    println!("      latency {}", latency(&noop));
-
-    let persisted_ratio = closed.persisted_per_second() / raw.events_per_second();
-    let accepted_ratio = closed.outcome.events_per_second() / noop.events_per_second().max(1e-9);
-    let p99_ms = open.outcome.latency.map_or(f64::INFINITY, |l| l.p99 / 1e6);
-    println!(
-        "  persisted/raw-copy {persisted_ratio:.2}x ({:.0} / {:.0} events/s); accepted/noop {accepted_ratio:.2}x \
-         ({:.0} / {:.0} events/s)",
-        closed.persisted_per_second(),
-        raw.events_per_second(),
-        closed.outcome.events_per_second(),
-        noop.events_per_second()
-    );
-    Ok(vec![
-        Target::at_least("persisted/raw-copy", persisted_ratio, "x", 0.5),
-        Target::at_least("accepted/noop", accepted_ratio, "x", 0.25),
-        Target::at_most("p99@70%", p99_ms, " ms", 5.0),
-        Target::info("node-rss-max", rss_max as f64 / 1024.0, " MB"),
-    ])
+    println!("      {}", throughput(&outcome));
+    println!("      latency {}", latency(&outcome));
+    Ok(outcome)
 }
 
 /// One load phase on the node and what it left in `events`.
@@ -355,28 +424,38 @@ impl Phase {
     }
 }
 
-async fn phase(
-    client: &reqwest::Client,
-    workload: &Workload,
-    load: Load,
-    stream: &EventStream,
-    counter: &mut PgConnection,
-    tenants: &[Uuid],
+/// Runs load phases against the node and counts what each left in `events`.
+struct Driver<'a> {
+    client: &'a reqwest::Client,
+    workload: &'a Workload,
+    stream: &'a EventStream,
+    counter: &'a mut PgConnection,
+    tenants: &'a [Uuid],
+    /// The node's process id: a node that died fails the phase instead of a drain that never ends.
+    node: u32,
     drain_limit: Duration,
-) -> Result<Phase> {
-    let before = stored_events(counter, tenants).await?;
-    let start = Instant::now();
-    let outcome = load::run(client, workload, load).await?;
-    let load_time = start.elapsed();
-    let backlog_at_end = stream.backlog().await?;
-    poll_until("the ingest backlog to drain", drain_limit, Duration::from_millis(20), || async {
-        let backlog = stream.backlog().await?;
-        Ok(if backlog == 0 { Polled::Ready(()) } else { Polled::Pending(format!("{backlog} entries left")) })
-    })
-    .await?;
-    let until_drained = start.elapsed();
-    let after = stored_events(counter, tenants).await?;
-    Ok(Phase { outcome, stored: after.saturating_sub(before), load: load_time, until_drained, backlog_at_end })
+}
+
+impl Driver<'_> {
+    async fn phase(&mut self, load: Load) -> Result<Phase> {
+        let before = stored_events(self.counter, self.tenants).await?;
+        let start = Instant::now();
+        let outcome = load::run(self.client, self.workload, load).await?;
+        let load_time = start.elapsed();
+        let (stream, pid) = (self.stream, self.node);
+        let backlog_at_end = stream.backlog().await?;
+        poll_until("the ingest backlog to drain", self.drain_limit, Duration::from_millis(20), || async move {
+            if !node::running(pid) {
+                bail!("the node (pid {pid}) exited");
+            }
+            let backlog = stream.backlog().await?;
+            Ok(if backlog == 0 { Polled::Ready(()) } else { Polled::Pending(format!("{backlog} entries left")) })
+        })
+        .await?;
+        let until_drained = start.elapsed();
+        let after = stored_events(self.counter, self.tenants).await?;
+        Ok(Phase { outcome, stored: after.saturating_sub(before), load: load_time, until_drained, backlog_at_end })
+    }
 }
 
 fn throughput(outcome: &Outcome) -> String {

@@ -137,10 +137,11 @@ return out
 "#;
 
 const CLAIM: &str = r#"
--- KEYS: one shard stream. ARGV: group, consumer, min idle ms, count, shard number.
-local ok, res = pcall(redis.call, 'XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], '0-0', 'COUNT', ARGV[4])
-if not ok then return {} end
-local out = {}
+-- KEYS: one shard stream. ARGV: group, consumer, min idle ms, count, shard number, start id.
+-- Returns {next start id, then flat triples}.
+local ok, res = pcall(redis.call, 'XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[6], 'COUNT', ARGV[4])
+if not ok then return {'0-0'} end
+local out = {res[1]}
 for _, e in ipairs(res[2]) do
   out[#out + 1] = ARGV[5]
   out[#out + 1] = e[1]
@@ -261,23 +262,29 @@ impl EventStream {
     }
 
     /// Takes over entries of `shard` pending for longer than `min_idle` with another consumer
-    /// (one that died): they become `consumer`'s.
+    /// (one that died): they become `consumer`'s. The scan resumes at `cursor` (`0-0` to start)
+    /// and the answer carries where to resume next time, so a long pending list is walked
+    /// through rather than rescanned from its head.
     pub async fn claim_stale(
         &self,
         consumer: &str,
         shard: u16,
         min_idle: Duration,
         count: usize,
-    ) -> Result<Vec<StreamEntry>> {
+        cursor: &str,
+    ) -> Result<(String, Vec<StreamEntry>)> {
         let args: Vec<Value> = vec![
             Value::from(GROUP),
             Value::from(consumer),
             Value::from(i64::try_from(min_idle.as_millis()).unwrap_or(i64::MAX)),
             Value::from(i64::try_from(count).unwrap_or(i64::MAX)),
             Value::from(i64::from(shard)),
+            Value::from(cursor),
         ];
-        let flat: Vec<Value> = self.redis.pool().eval(CLAIM, vec![self.stream_key(shard)], args).await?;
-        Ok(triples(flat))
+        let mut flat: Vec<Value> = self.redis.pool().eval(CLAIM, vec![self.stream_key(shard)], args).await?;
+        let next =
+            if flat.is_empty() { "0-0".to_owned() } else { flat.remove(0).as_string().unwrap_or_else(|| "0-0".into()) };
+        Ok((next, triples(flat)))
     }
 
     /// Acknowledges and deletes stored entries: called only after their transaction committed.

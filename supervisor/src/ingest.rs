@@ -187,6 +187,8 @@ struct IngestorState {
     /// Re-read this consumer's own pending entries before new ones (after a start or an error).
     reread_pending: bool,
     last_claim: Instant,
+    /// Where each shard's scan for stale entries resumes.
+    claim_cursors: std::collections::HashMap<u16, String>,
     rotation: usize,
 }
 
@@ -208,6 +210,7 @@ impl Actor for EventIngestor {
             writer: None,
             reread_pending: true,
             last_claim: Instant::now(),
+            claim_cursors: std::collections::HashMap::new(),
             rotation: 0,
         })
     }
@@ -257,7 +260,10 @@ async fn cycle(state: &mut IngestorState) -> Result<bool, flywheel_storage::Stor
     if entries.is_empty() && state.last_claim.elapsed() >= config.claim_interval {
         state.last_claim = Instant::now();
         for shard in state.shards.clone() {
-            let stale = shared.stream.claim_stale(&state.consumer, shard, config.claim_idle, config.max_batch).await?;
+            let cursor = state.claim_cursors.get(&shard).cloned().unwrap_or_else(|| "0-0".into());
+            let (next, stale) =
+                shared.stream.claim_stale(&state.consumer, shard, config.claim_idle, config.max_batch, &cursor).await?;
+            state.claim_cursors.insert(shard, next);
             if !stale.is_empty() {
                 tracing::info!(consumer = %state.consumer, shard, entries = stale.len(), "Took over entries of a dead consumer.");
             }
@@ -355,7 +361,12 @@ fn store_part<'a>(
                 let attempts = shared.stream.record_failure(stream_entry.shard, &stream_entry.id).await?;
                 if attempts >= shared.config.max_attempts {
                     tracing::error!(tenant_id = %entry.tenant, event_id = %entry.id, attempts, error = %reason, "Event dead-lettered.");
-                    writer(state).await?.dead_letter(entry, &stream_entry.id, attempts, &reason).await?;
+                    // The table is where people look; the stream keeps the entry whatever happens
+                    // to that insert, so a dead letter never blocks the shard.
+                    if let Err(e) = writer(state).await?.dead_letter(entry, &stream_entry.id, attempts, &reason).await {
+                        tracing::error!(event_id = %entry.id, error = %e, "Dead letter not recorded in the table; kept in the stream.");
+                        state.writer = None;
+                    }
                     shared.stream.dead_letter(stream_entry, &reason).await?;
                     shared.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
                 } else {

@@ -53,8 +53,6 @@ pub struct Outcome {
     /// Latency of the window's 2xx requests, in ns.
     pub latency: Option<Summary>,
     pub window: Duration,
-    /// From the first request to the last answer.
-    pub elapsed: Duration,
 }
 
 impl Outcome {
@@ -152,7 +150,6 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
             open(client, workload, concurrency, requests_per_second, window, &recorder).await?;
         }
     }
-    let elapsed = start.elapsed();
     let recorder = std::mem::take(&mut *recorder.lock().map_err(|_| anyhow!("a sender panicked"))?);
     Ok(Outcome {
         requests: recorder.requests,
@@ -161,7 +158,6 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
         failures: recorder.failures,
         latency: Summary::of(&recorder.latencies),
         window: load.duration,
-        elapsed,
     })
 }
 

@@ -141,14 +141,6 @@ impl Node {
         }
     }
 
-    /// Whether the process is still running (an error otherwise, with its log).
-    pub fn check_alive(&mut self) -> Result<()> {
-        match self.child.try_wait()? {
-            None => Ok(()),
-            Some(status) => bail!("the node exited ({status}); its log:\n{}", self.log_tail()),
-        }
-    }
-
     /// The last lines the node logged (warnings and errors only: RUST_LOG=warn).
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -176,6 +168,15 @@ impl Drop for Node {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Whether a process is running: it exists and is not a zombie (a child that exited and was not
+/// reaped yet).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().to_owned()))
+        .is_some_and(|rest| !rest.starts_with('Z') && !rest.starts_with('X'))
 }
 
 /// A process's resident set size in KB, from `/proc/<pid>/status`.
@@ -214,11 +215,6 @@ impl RssSampler {
             }
         });
         Self { max_kb, stop, task }
-    }
-
-    /// The largest reading so far.
-    pub fn max_kb(&self) -> u64 {
-        self.max_kb.load(Ordering::Relaxed)
     }
 
     /// Stops sampling; returns the largest reading.
