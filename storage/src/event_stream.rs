@@ -155,14 +155,19 @@ return out
 "#;
 
 const ACK: &str = r#"
--- KEYS: stream, attempts hash. ARGV: group, ids...
-for i = 2, #ARGV do
-  redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
-  redis.call('XDEL', KEYS[1], ARGV[i])
-  redis.call('HDEL', KEYS[2], ARGV[i])
-end
-return #ARGV - 1
+-- KEYS: stream, attempts hash. ARGV: group, ids... (at most ACK_CHUNK ids: one call each).
+local ids = {unpack(ARGV, 2)}
+redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
+redis.call('XDEL', KEYS[1], unpack(ids))
+redis.call('HDEL', KEYS[2], unpack(ids))
+return #ids
 "#;
+
+/// Ids acknowledged per script call, and entries read per script call: Redis runs one script
+/// at a time, so a batch of thousands is moved in slices that each hold it for about a
+/// millisecond, and the edge's admissions slip in between.
+const ACK_CHUNK: usize = 500;
+const TAKE_CHUNK: usize = 500;
 
 const DEAD: &str = r#"
 -- KEYS: stream, attempts hash, dead-letter stream. ARGV: group, id, payload, reason, shard.
@@ -242,8 +247,8 @@ impl EventStream {
         })
     }
 
-    /// Reads up to `count` entries for `consumer` across `shards` (in the order given: rotate it
-    /// for fairness). `pending` re-reads the consumer's own unacknowledged entries (after a
+    /// Reads up to `count` entries (at most 500 per call) for `consumer` across `shards` (in the
+    /// order given: rotate it for fairness). `pending` re-reads the consumer's own unacknowledged entries (after a
     /// restart) instead of new ones.
     pub async fn take(&self, consumer: &str, shards: &[u16], count: usize, pending: bool) -> Result<Vec<StreamEntry>> {
         if shards.is_empty() || count == 0 {
@@ -253,7 +258,7 @@ impl EventStream {
         let mut args: Vec<Value> = vec![
             Value::from(GROUP),
             Value::from(consumer),
-            Value::from(i64::try_from(count).unwrap_or(i64::MAX)),
+            Value::from(i64::try_from(count.min(TAKE_CHUNK)).unwrap_or(i64::MAX)),
             Value::from(if pending { "0" } else { ">" }),
         ];
         args.extend(shards.iter().map(|s| Value::from(i64::from(*s))));
@@ -292,10 +297,13 @@ impl EventStream {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut args: Vec<Value> = Vec::with_capacity(ids.len() + 1);
-        args.push(Value::from(GROUP));
-        args.extend(ids.iter().map(|id| Value::from(id.as_str())));
-        let _: i64 = self.redis.pool().eval(ACK, vec![self.stream_key(shard), self.attempts_key(shard)], args).await?;
+        for chunk in ids.chunks(ACK_CHUNK) {
+            let mut args: Vec<Value> = Vec::with_capacity(chunk.len() + 1);
+            args.push(Value::from(GROUP));
+            args.extend(chunk.iter().map(|id| Value::from(id.as_str())));
+            let _: i64 =
+                self.redis.pool().eval(ACK, vec![self.stream_key(shard), self.attempts_key(shard)], args).await?;
+        }
         Ok(())
     }
 

@@ -145,6 +145,9 @@ impl IngestWriter {
             let mut copy = tx.copy_in_raw(COPY).await?;
             copy.send(stream).await?;
             copy.finish().await?;
+            // Temporary tables get no statistics from autovacuum; without them the per-tenant
+            // statements are planned blind.
+            sqlx::raw_sql("analyze ingest_stage").execute(&mut *tx).await?;
             let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok::<u64, sqlx::Error>(done.rows_affected())
