@@ -5,9 +5,10 @@
 use chrono::{DateTime, Utc};
 use flywheel_contracts::api::JsonObject;
 use flywheel_contracts::api::tracking::StoredEvent;
-use flywheel_contracts::events::{EventContext, EventSource, EventType};
+use flywheel_contracts::events::{EventContext, EventType};
 use uuid::Uuid;
 
+use crate::row::{enum_column, object};
 use crate::{Result, StorageError, TenantTx};
 
 #[derive(Debug, Clone, Default)]
@@ -53,21 +54,22 @@ impl EventPage {
 const COLUMNS: &str = "id, event_type, source, occurred_at, received_at, visitor_id, session_id, lead_id, campaign_id, \
                        landing_page_id, email_id, ad_id, meta";
 
-type Row = (
-    Uuid,
-    String,
-    String,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    Option<String>,
-    Option<String>,
-    Option<Uuid>,
-    Option<Uuid>,
-    Option<Uuid>,
-    Option<Uuid>,
-    Option<String>,
-    sqlx::types::Json<serde_json::Value>,
-);
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: Uuid,
+    event_type: String,
+    source: String,
+    occurred_at: DateTime<Utc>,
+    received_at: DateTime<Utc>,
+    visitor_id: Option<String>,
+    session_id: Option<String>,
+    lead_id: Option<Uuid>,
+    campaign_id: Option<Uuid>,
+    landing_page_id: Option<Uuid>,
+    email_id: Option<Uuid>,
+    ad_id: Option<String>,
+    meta: serde_json::Value,
+}
 
 pub async fn list(
     tx: &mut TenantTx,
@@ -163,63 +165,38 @@ fn fetch_limit(page: EventPage) -> i64 {
     i64::from(page.limit.clamp(1, EventPage::MAX_LIMIT)) + 1
 }
 
-fn paginate(mut rows: Vec<Row>, page: EventPage) -> Result<(Vec<StoredEvent>, Option<String>)> {
+fn paginate(rows: Vec<Row>, page: EventPage) -> Result<(Vec<StoredEvent>, Option<String>)> {
     let limit = page.limit.clamp(1, EventPage::MAX_LIMIT) as usize;
-    let next = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(|r| EventCursor { occurred_at: r.3, id: r.0 }.encode())
-    } else {
-        None
-    };
+    let (rows, next) =
+        crate::list::cut_page(rows, limit, |r| EventCursor { occurred_at: r.occurred_at, id: r.id }.encode());
     Ok((rows.into_iter().map(into_contract).collect::<Result<_>>()?, next))
 }
 
 fn into_contract(row: Row) -> Result<StoredEvent> {
-    let (
-        id,
-        event_type,
-        source,
-        occurred_at,
-        received_at,
-        visitor_id,
-        session_id,
-        lead_id,
-        campaign_id,
-        landing_page_id,
-        email_id,
-        ad_id,
-        meta,
-    ) = row;
-    let bad = |what: &str| StorageError::Internal(format!("stored event {id}: {what}"));
-    let event_type = EventType::ALL.into_iter().find(|t| t.as_str() == event_type).ok_or_else(|| bad("event type"))?;
-    let source = EventSource::ALL.into_iter().find(|s| s.as_str() == source).ok_or_else(|| bad("source"))?;
-    let mut meta = match meta.0 {
-        serde_json::Value::Object(m) => m,
-        _ => JsonObject::new(),
-    };
+    let mut meta = object("meta", row.meta)?;
     let context: EventContext = meta
         .remove("context")
         .map(serde_json::from_value)
         .transpose()
-        .map_err(|e| bad(&format!("context: {e}")))?
+        .map_err(|e| StorageError::Internal(format!("stored event {}: context: {e}", row.id)))?
         .unwrap_or_default();
     let properties = match meta.remove("properties") {
-        Some(serde_json::Value::Object(p)) => p,
-        _ => JsonObject::new(),
+        Some(p) => object("meta.properties", p)?,
+        None => JsonObject::new(),
     };
     Ok(StoredEvent {
-        id,
-        event_type,
-        source,
-        occurred_at,
-        received_at,
-        visitor_id,
-        session_id,
-        lead_id,
-        campaign_id,
-        landing_page_id,
-        email_id,
-        ad_id,
+        id: row.id,
+        event_type: enum_column("event_type", &row.event_type)?,
+        source: enum_column("source", &row.source)?,
+        occurred_at: row.occurred_at,
+        received_at: row.received_at,
+        visitor_id: row.visitor_id,
+        session_id: row.session_id,
+        lead_id: row.lead_id,
+        campaign_id: row.campaign_id,
+        landing_page_id: row.landing_page_id,
+        email_id: row.email_id,
+        ad_id: row.ad_id,
         context,
         properties,
         bot: meta.get("bot").and_then(serde_json::Value::as_bool).unwrap_or(false),

@@ -1,4 +1,5 @@
-//! Keyset pagination shared by every list: newest first, by the time-ordered (UUIDv7) id.
+//! Keyset pagination shared by every list: newest first, by the time-ordered (UUIDv7) id (the
+//! event log pages by time and id with its own cursor, cut the same way).
 
 use uuid::Uuid;
 
@@ -19,15 +20,20 @@ impl ListQuery {
     }
 
     /// Cuts the extra row off and returns the cursor of the next page, if there is one.
-    pub(crate) fn page<T>(&self, mut rows: Vec<T>, id: impl Fn(&T) -> Uuid) -> (Vec<T>, Option<String>) {
-        let limit = self.limit.clamp(1, Self::MAX_LIMIT) as usize;
-        if rows.len() > limit {
-            rows.truncate(limit);
-            let next = rows.last().map(|r| id(r).to_string());
-            (rows, next)
-        } else {
-            (rows, None)
-        }
+    pub(crate) fn page<T>(&self, rows: Vec<T>, id: impl Fn(&T) -> Uuid) -> (Vec<T>, Option<String>) {
+        cut_page(rows, self.limit.clamp(1, Self::MAX_LIMIT) as usize, |r| id(r).to_string())
+    }
+}
+
+/// Rows fetched with one more than `limit`: cuts the extra one off and returns the cursor of
+/// the last row kept when there is a next page.
+pub(crate) fn cut_page<T>(mut rows: Vec<T>, limit: usize, cursor: impl Fn(&T) -> String) -> (Vec<T>, Option<String>) {
+    if rows.len() > limit {
+        rows.truncate(limit);
+        let next = rows.last().map(cursor);
+        (rows, next)
+    } else {
+        (rows, None)
     }
 }
 

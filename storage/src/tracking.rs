@@ -8,6 +8,7 @@ use flywheel_contracts::api::tenant::TenantStatus;
 use uuid::Uuid;
 
 use crate::audit::{self, Actor};
+use crate::row::enum_column;
 use crate::{Database, Result, TenantTx};
 
 /// What the edge needs to know about a write key.
@@ -53,17 +54,16 @@ impl Database {
             .bind(write_key)
             .fetch_optional(self.pool())
             .await?;
-        Ok(row.map(|(tenant, status, allowed_origins, cookieless, eps)| WriteKeyInfo {
-            tenant: TenantId::from_uuid(tenant),
-            status: match status.as_str() {
-                "active" => TenantStatus::Active,
-                "suspended" => TenantStatus::Suspended,
-                _ => TenantStatus::Deleted,
-            },
-            allowed_origins,
-            cookieless,
-            events_per_second: eps.and_then(|n| u32::try_from(n).ok()),
-        }))
+        row.map(|(tenant, status, allowed_origins, cookieless, eps)| {
+            Ok(WriteKeyInfo {
+                tenant: TenantId::from_uuid(tenant),
+                status: enum_column("status", &status)?,
+                allowed_origins,
+                cookieless,
+                events_per_second: eps.and_then(|n| u32::try_from(n).ok()),
+            })
+        })
+        .transpose()
     }
 }
 
