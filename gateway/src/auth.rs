@@ -2,8 +2,8 @@
 //! role). The tenant is the key's, always; handlers get it from here and nowhere else.
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
 use flywheel_storage::api_keys::Principal;
 use flywheel_storage::audit::Actor;
 
@@ -33,8 +33,15 @@ impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
+        Auth::from_headers(&parts.headers, state).await
+    }
+}
+
+impl Auth {
+    /// The caller named by `Authorization: Bearer <key>`, for handlers that accept other
+    /// credentials too (the collect endpoint also takes a public write key).
+    pub(crate) async fn from_headers(headers: &HeaderMap, state: &AppState) -> Result<Self, ApiError> {
+        let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {

@@ -223,7 +223,7 @@ impl EventStream {
         tenant: TenantId,
         ip: Option<&str>,
         limits: Limits,
-        payloads: &[Vec<u8>],
+        payloads: Vec<Vec<u8>>,
     ) -> Result<Admission> {
         let shard = self.shard_of(tenant);
         let keys = vec![
@@ -236,7 +236,7 @@ impl EventStream {
         args.push(Value::from(i64::from(limits.tenant_events_per_second.max(1))));
         args.push(Value::from(i64::from(if ip.is_some() { limits.ip_requests_per_second.unwrap_or(0) } else { 0 })));
         args.push(Value::from(i64::try_from(payloads.len()).unwrap_or(i64::MAX)));
-        args.extend(payloads.iter().map(|p| Value::Bytes(p.clone().into())));
+        args.extend(payloads.into_iter().map(|p| Value::Bytes(p.into())));
         let answer: Vec<i64> = self.redis.pool().eval(ADMIT, keys, args).await?;
         let wait = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or(1000).max(1));
         Ok(match answer.as_slice() {

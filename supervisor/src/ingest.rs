@@ -297,17 +297,19 @@ async fn cycle(state: &mut IngestorState) -> Result<bool, flywheel_storage::Stor
 }
 
 async fn writer(state: &mut IngestorState) -> Result<&mut IngestWriter, flywheel_storage::StorageError> {
-    if state.writer.is_none() {
-        state.writer = Some(state.shared.db.ingest_writer().await?);
-    }
-    // Just set above when it was missing.
-    state.writer.as_mut().ok_or_else(|| flywheel_storage::StorageError::Internal("no ingest writer".into()))
+    let writer = match state.writer.take() {
+        Some(writer) => writer,
+        None => state.shared.db.ingest_writer().await?,
+    };
+    Ok(state.writer.insert(writer))
 }
 
 /// Stores entries and acknowledges what was stored; poison is isolated and dead-lettered.
 async fn store(state: &mut IngestorState, entries: Vec<StreamEntry>) -> Result<(), flywheel_storage::StorageError> {
     let shared = state.shared.clone();
-    let mut decoded: Vec<(StreamEntry, IngestEntry)> = Vec::with_capacity(entries.len());
+    // Parallel lists: the stream entries to acknowledge and the events to store.
+    let mut stored: Vec<StreamEntry> = Vec::with_capacity(entries.len());
+    let mut batch: Vec<IngestEntry> = Vec::with_capacity(entries.len());
     let mut empty: Vec<StreamEntry> = Vec::new();
     for entry in entries {
         let Some(payload) = entry.payload.as_deref() else {
@@ -315,7 +317,10 @@ async fn store(state: &mut IngestorState, entries: Vec<StreamEntry>) -> Result<(
             continue;
         };
         match IngestEntry::decode(payload) {
-            Ok(e) => decoded.push((entry, e)),
+            Ok(e) => {
+                stored.push(entry);
+                batch.push(e);
+            }
             Err(e) => {
                 // It will never decode on this node: dead-letter it at once, with the reason.
                 tracing::error!(entry = %entry.id, shard = entry.shard, error = %e, "Undecodable ingest entry dead-lettered.");
@@ -324,13 +329,11 @@ async fn store(state: &mut IngestorState, entries: Vec<StreamEntry>) -> Result<(
             }
         }
     }
-    for e in &empty {
-        shared.stream.ack(e.shard, std::slice::from_ref(&e.id)).await?;
-    }
-    if decoded.is_empty() {
+    ack_all(&shared, empty.iter()).await?;
+    if batch.is_empty() {
         return Ok(());
     }
-    store_part(state, &decoded).await
+    store_part(state, &stored, &batch).await
 }
 
 /// Stores a part of a batch; a part the database refuses for its data is split in halves until
@@ -338,26 +341,26 @@ async fn store(state: &mut IngestorState, entries: Vec<StreamEntry>) -> Result<(
 /// rest lands and one bad entry costs milliseconds, not a pass entry by entry.
 fn store_part<'a>(
     state: &'a mut IngestorState,
-    part: &'a [(StreamEntry, IngestEntry)],
+    stream: &'a [StreamEntry],
+    batch: &'a [IngestEntry],
 ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), flywheel_storage::StorageError>> + Send + 'a>> {
     Box::pin(async move {
         let shared = state.shared.clone();
-        let batch: Vec<IngestEntry> = part.iter().map(|(_, e)| e.clone()).collect();
-        match writer(state).await?.write(&batch).await {
+        match writer(state).await?.write(batch).await {
             Ok(_) => {
-                ack_all(&shared, part.iter().map(|(s, _)| s)).await?;
-                shared.stats.stored.fetch_add(part.len() as u64, Ordering::Relaxed);
+                ack_all(&shared, stream.iter()).await?;
+                shared.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 shared.stats.batches.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
-            Err(IngestError::Refused(reason)) if part.len() > 1 => {
-                tracing::warn!(entries = part.len(), error = %reason, "Batch refused; splitting it to isolate the bad entries.");
-                let (left, right) = part.split_at(part.len() / 2);
-                store_part(state, left).await?;
-                store_part(state, right).await
+            Err(IngestError::Refused(reason)) if batch.len() > 1 => {
+                tracing::warn!(entries = batch.len(), error = %reason, "Batch refused; splitting it to isolate the bad entries.");
+                let half = batch.len() / 2;
+                store_part(state, &stream[..half], &batch[..half]).await?;
+                store_part(state, &stream[half..], &batch[half..]).await
             }
             Err(IngestError::Refused(reason)) => {
-                let (stream_entry, entry) = &part[0];
+                let (stream_entry, entry) = (&stream[0], &batch[0]);
                 let attempts = shared.stream.record_failure(stream_entry.shard, &stream_entry.id).await?;
                 if attempts >= shared.config.max_attempts {
                     tracing::error!(tenant_id = %entry.tenant, event_id = %entry.id, attempts, error = %reason, "Event dead-lettered.");

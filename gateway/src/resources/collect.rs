@@ -194,8 +194,10 @@ impl Sender {
 
 /// What the request tells about its sender's network and browser.
 struct Client {
-    ip: Option<IpAddr>,
+    ip: IpAddr,
     user_agent: Option<String>,
+    /// The request's own user agent is a known bot (decided once per request).
+    bot: bool,
 }
 
 fn client(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Client {
@@ -210,7 +212,8 @@ fn client(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Client {
         .and_then(|v| v.rsplit(',').next())
         .and_then(|ip| ip.trim().parse().ok());
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|ua| truncate(ua, 512));
-    Client { ip: Some(forwarded.unwrap_or(peer.ip())), user_agent }
+    let bot = user_agent.as_deref().is_some_and(is_bot);
+    Client { ip: forwarded.unwrap_or(peer.ip()), user_agent, bot }
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
@@ -278,9 +281,7 @@ async fn collect_inner(
     body: Body,
 ) -> Result<Collected, ApiError> {
     let sender = if headers.contains_key(header::AUTHORIZATION) {
-        let mut parts = axum::http::Request::new(()).into_parts().0;
-        parts.headers = headers.clone();
-        let auth = <Auth as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, state).await?;
+        let auth = Auth::from_headers(headers, state).await?;
         auth.require_write()?;
         Sender::Server(auth.0.tenant_id)
     } else {
@@ -374,9 +375,9 @@ async fn admit(
             bucket: "server",
         },
     };
-    let ip = client.ip.map(client_network);
-    let ip = if matches!(sender, Sender::Public(_)) { ip.as_deref() } else { None };
-    match tracking.stream.admit(tenant, ip, limits, &payloads).await? {
+    let network = client_network(client.ip);
+    let ip = matches!(sender, Sender::Public(_)).then_some(network.as_str());
+    match tracking.stream.admit(tenant, ip, limits, payloads).await? {
         Admission::Accepted => Ok(Collected { accepted: ids.len(), ids }),
         Admission::RateLimited { retry_after } => {
             Err(ApiError::RateLimited { retry_after_secs: retry_after.as_secs().max(1) })
@@ -399,7 +400,7 @@ fn cookieless_visitor(salt: &str, tenant: TenantId, client: &Client) -> String {
     let mut h = Sha256::new();
     h.update(salt.as_bytes());
     h.update(tenant.as_uuid().as_bytes());
-    h.update(client.ip.map(|ip| ip.to_string()).unwrap_or_default().as_bytes());
+    h.update(client.ip.to_string().as_bytes());
     h.update([0]);
     h.update(client.user_agent.as_deref().unwrap_or("").as_bytes());
     let digest = h.finalize();
@@ -521,12 +522,14 @@ fn enrich(
         }
         // The request's own user agent decides (a page cannot claim to be a browser for the
         // bot that runs it); the event's, when the request has none (a server relaying).
-        if client.user_agent.as_deref().or(context.user_agent.as_deref()).is_some_and(is_bot) {
+        let bot = match &client.user_agent {
+            Some(_) => client.bot,
+            None => context.user_agent.as_deref().is_some_and(is_bot),
+        };
+        if bot {
             meta.insert("bot".into(), true.into());
         }
-        if let Some(ip) = client.ip {
-            meta.insert("ip".into(), truncated_ip(ip).into());
-        }
+        meta.insert("ip".into(), truncated_ip(client.ip).into());
         event.context = Some(context);
     }
     if let Some((visitor, session)) = cookieless
@@ -664,10 +667,11 @@ async fn script(method: Method, headers: HeaderMap) -> Response {
     let gzip = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| {
         v.split(',').any(|e| e.split(';').next().is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip")))
     }) && !TRACKER_JS_GZIP.is_empty();
-    let body: Vec<u8> = match (method == Method::HEAD, gzip) {
-        (true, _) => Vec::new(),
-        (false, true) => TRACKER_JS_GZIP.clone(),
-        (false, false) => TRACKER_JS.as_bytes().to_vec(),
+    let gzipped: &'static [u8] = &TRACKER_JS_GZIP;
+    let body: &'static [u8] = match (method == Method::HEAD, gzip) {
+        (true, _) => &[],
+        (false, true) => gzipped,
+        (false, false) => TRACKER_JS.as_bytes(),
     };
     let mut response = (
         common,
