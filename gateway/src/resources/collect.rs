@@ -380,7 +380,7 @@ async fn admit(
     match tracking.stream.admit(tenant, ip, limits, payloads).await? {
         Admission::Accepted => Ok(Collected { accepted: ids.len(), ids }),
         Admission::RateLimited { retry_after } => {
-            Err(ApiError::RateLimited { retry_after_secs: retry_after.as_secs().max(1) })
+            Err(ApiError::RateLimited { retry_after_secs: ceil_secs(retry_after) })
         }
         Admission::Overloaded { retry_after } => {
             tracing::debug!(tenant_id = %tenant, "Ingest backlog full; refusing events.");
@@ -698,6 +698,13 @@ mod tests {
         assert_eq!(truncated_ip("203.0.113.77".parse().expect("ip")), "203.0.113.0");
         assert_eq!(truncated_ip("2001:db8:1234:5678::1".parse().expect("ip")), "2001:db8:1234::");
         assert_eq!(truncated_ip("::ffff:198.51.100.9".parse().expect("ip")), "198.51.100.0");
+    }
+
+    #[test]
+    fn retry_after_rounds_up() {
+        assert_eq!(ceil_secs(Duration::from_millis(1900)), 2);
+        assert_eq!(ceil_secs(Duration::from_millis(1000)), 1);
+        assert_eq!(ceil_secs(Duration::from_millis(3)), 1);
     }
 
     #[test]
