@@ -9,42 +9,13 @@ use axum::body::Bytes;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-/// A small deterministic generator (SplitMix64): the same seed gives the same events, so runs
-/// compare like with like.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
+/// The offline writer's seeded generator (SplitMix64): the same seed gives the same events, so
+/// runs compare like with like.
+pub use flywheel_actors::model::offline::writer::Rng;
 
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// A number in `0..n` (`n > 0`).
-    pub fn below(&mut self, n: usize) -> usize {
-        // The remainder is below `n`, a usize.
-        usize::try_from(self.next_u64() % n.max(1) as u64).unwrap_or(0)
-    }
-
-    /// True with probability `percent` / 100.
-    pub fn percent(&mut self, percent: u64) -> bool {
-        self.next_u64() % 100 < percent
-    }
-
-    pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-
-    pub fn uuid(&mut self) -> Uuid {
-        Uuid::from_u64_pair(self.next_u64(), self.next_u64())
-    }
+/// A UUID drawn from `rng`.
+fn uuid(rng: &mut Rng) -> Uuid {
+    Uuid::from_u64_pair(rng.next_u64(), rng.next_u64())
 }
 
 const SITES: &[&str] = &[
@@ -117,21 +88,21 @@ fn visit(rng: &mut Rng) -> Visit {
     Visit {
         visitor: format!("v.{:016x}", rng.next_u64()),
         session: format!("s.{:012x}", rng.next_u64() >> 16),
-        site: rng.pick(SITES),
-        user_agent: rng.pick(USER_AGENTS),
-        locale: rng.pick(LOCALES),
+        site: rng.pick::<&str>(SITES),
+        user_agent: rng.pick::<&str>(USER_AGENTS),
+        locale: rng.pick::<&str>(LOCALES),
         screen: SCREENS[rng.below(SCREENS.len())],
     }
 }
 
 fn url(rng: &mut Rng, site: &str) -> String {
-    let page = rng.pick(PAGES);
-    if rng.percent(30) {
+    let page = *rng.pick(PAGES);
+    if rng.chance(30) {
         format!(
             "https://{site}/{page}?utm_source={}&utm_medium={}&utm_campaign={}",
-            rng.pick(UTM_SOURCES),
-            rng.pick(UTM_MEDIUMS),
-            rng.pick(CAMPAIGNS)
+            *rng.pick(UTM_SOURCES),
+            *rng.pick(UTM_MEDIUMS),
+            *rng.pick(CAMPAIGNS)
         )
     } else {
         format!("https://{site}/{page}")
@@ -142,20 +113,20 @@ fn url(rng: &mut Rng, site: &str) -> String {
 fn context(rng: &mut Rng, v: &Visit) -> Map<String, Value> {
     let mut c = Map::new();
     c.insert("url".into(), url(rng, v.site).into());
-    c.insert("title".into(), rng.pick(TITLES).into());
-    if rng.percent(60) {
-        c.insert("referrer".into(), rng.pick(REFERRERS).into());
+    c.insert("title".into(), (*rng.pick(TITLES)).into());
+    if rng.chance(60) {
+        c.insert("referrer".into(), (*rng.pick(REFERRERS)).into());
     }
     c.insert("user_agent".into(), v.user_agent.into());
     c.insert("locale".into(), v.locale.into());
     c.insert("screen".into(), json!({"width": v.screen.0, "height": v.screen.1}));
-    if rng.percent(30) {
+    if rng.chance(30) {
         c.insert(
             "utm".into(),
-            json!({"source": rng.pick(UTM_SOURCES), "medium": rng.pick(UTM_MEDIUMS), "campaign": rng.pick(CAMPAIGNS)}),
+            json!({"source": *rng.pick(UTM_SOURCES), "medium": *rng.pick(UTM_MEDIUMS), "campaign": *rng.pick(CAMPAIGNS)}),
         );
     }
-    if rng.percent(10) {
+    if rng.chance(10) {
         c.insert(
             "click_ids".into(),
             json!({"gclid": format!("Cj0KCQiA{:016x}{:016x}", rng.next_u64(), rng.next_u64())}),
@@ -188,24 +159,27 @@ fn event(rng: &mut Rng, v: &Visit) -> Value {
         }
         "click" => {
             e.insert("context".into(), Value::Object(context(rng, v)));
-            e.insert("properties".into(), json!({"element": rng.pick(ELEMENTS), "href": url(rng, v.site)}));
+            e.insert("properties".into(), json!({"element": *rng.pick(ELEMENTS), "href": url(rng, v.site)}));
         }
         "form_submit" => {
             e.insert("context".into(), Value::Object(context(rng, v)));
             let mut p = Map::new();
-            p.insert("form_id".into(), rng.pick(FORMS).into());
+            p.insert("form_id".into(), (*rng.pick(FORMS)).into());
             // Half the forms carry an email: the ingestor links the visitor to that lead.
-            if rng.percent(50) {
-                p.insert("email".into(), format!("{}.{}@{}", rng.pick(FIRST_NAMES), rng.below(100_000), v.site).into());
+            if rng.chance(50) {
+                p.insert(
+                    "email".into(),
+                    format!("{}.{}@{}", *rng.pick(FIRST_NAMES), rng.below(100_000), v.site).into(),
+                );
             }
             e.insert("properties".into(), Value::Object(p));
         }
         "email_open" => {
-            e.insert("email_id".into(), rng.uuid().to_string().into());
+            e.insert("email_id".into(), uuid(rng).to_string().into());
             e.insert("context".into(), json!({"user_agent": v.user_agent}));
         }
         "email_click" => {
-            e.insert("email_id".into(), rng.uuid().to_string().into());
+            e.insert("email_id".into(), uuid(rng).to_string().into());
             e.insert("context".into(), Value::Object(context(rng, v)));
         }
         "affiliate_click" => {
@@ -220,8 +194,8 @@ fn event(rng: &mut Rng, v: &Visit) -> Value {
             );
             let mut p = Map::new();
             p.insert("score".into(), rng.below(11).into());
-            if rng.percent(50) {
-                p.insert("text".into(), rng.pick(FEEDBACK).into());
+            if rng.chance(50) {
+                p.insert("text".into(), (*rng.pick(FEEDBACK)).into());
             }
             e.insert("properties".into(), Value::Object(p));
         }
