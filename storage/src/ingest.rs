@@ -65,6 +65,8 @@ const COPY: &str = "copy ingest_stage (tenant_id, id, event_type, source, occurr
 #[derive(Debug)]
 pub struct IngestWriter {
     conn: PoolConnection<Postgres>,
+    /// For the rare tenant-scoped writes outside a batch (dead letters), through `TenantTx`.
+    db: Database,
 }
 
 /// What a batch did.
@@ -91,7 +93,7 @@ impl Database {
     pub async fn ingest_writer(&self) -> Result<IngestWriter> {
         let mut conn = self.pool().acquire().await?;
         sqlx::raw_sql(STAGE).execute(&mut *conn).await?;
-        Ok(IngestWriter { conn })
+        Ok(IngestWriter { conn, db: self.clone() })
     }
 }
 
@@ -182,11 +184,7 @@ impl IngestWriter {
             "meta": entry.meta.replace('\u{0}', "\u{fffd}"),
         });
         let reason: String = reason.replace('\u{0}', "").chars().take(2000).collect();
-        let mut tx = self.conn.begin().await?;
-        sqlx::query("select set_config('app.tenant_id', $1, true)")
-            .bind(entry.tenant.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = self.db.begin(flywheel_contracts::TenantId::from_uuid(entry.tenant)).await?;
         sqlx::query(
             "insert into event_dead_letters (tenant_id, event_id, stream_entry, attempts, reason, event)
              values ($1, $2, $3, $4, $5, $6)
@@ -198,15 +196,10 @@ impl IngestWriter {
         .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
         .bind(if reason.is_empty() { "unknown".to_owned() } else { reason })
         .bind(sqlx::types::Json(event))
-        .execute(&mut *tx)
+        .execute(tx.conn())
         .await?;
         tx.commit().await?;
         Ok(())
-    }
-
-    /// Whether the connection still works (after an error, the ingestor checks before reusing it).
-    pub async fn healthy(&mut self) -> bool {
-        sqlx::raw_sql("select 1").execute(&mut *self.conn).await.is_ok()
     }
 }
 
