@@ -84,18 +84,31 @@ fn settings((write_key, allowed_origins, cookieless, eps, key_rotated_at, update
 /// The tenant's settings, created with a fresh key if the tenant has none yet.
 pub async fn get(tx: &mut TenantTx) -> Result<Settings> {
     let tenant = tx.tenant_id();
-    sqlx::query(
-        "insert into tracking_settings (tenant_id, write_key) values ($1, $2) on conflict (tenant_id) do nothing",
-    )
+    // One round trip, and no write on the read path unless the row is missing.
+    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "with created as (
+           insert into tracking_settings (tenant_id, write_key)
+           select $1, $2 where not exists (select from tracking_settings where tenant_id = $1)
+           on conflict (tenant_id) do nothing
+           returning {COLUMNS})
+         select {COLUMNS} from created
+         union all
+         select {COLUMNS} from tracking_settings where tenant_id = $1"
+    )))
     .bind(tenant.as_uuid())
     .bind(new_write_key())
-    .execute(tx.conn())
+    .fetch_optional(tx.conn())
     .await?;
-    let row: Row =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("select {COLUMNS} from tracking_settings where tenant_id = $1")))
-            .bind(tenant.as_uuid())
-            .fetch_one(tx.conn())
-            .await?;
+    let row = match row {
+        Some(row) => row,
+        // Another transaction created the row after this statement's snapshot: read it now.
+        None => {
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("select {COLUMNS} from tracking_settings where tenant_id = $1")))
+                .bind(tenant.as_uuid())
+                .fetch_one(tx.conn())
+                .await?
+        }
+    };
     Ok(settings(row))
 }
 
