@@ -89,9 +89,9 @@ impl Database {
         Ok(())
     }
 
-    /// Creates monthly partitions of `events` and `affiliate_events` for this month and the next
-    /// `months_ahead`, moving any rows the default partitions hold for them. Returns how many
-    /// partitions were created.
+    /// Creates monthly partitions of `events` and `affiliate_events` for this month, the next
+    /// `months_ahead`, and every month the default partitions hold rows for, moving those rows
+    /// into them. Returns how many partitions were created.
     pub async fn ensure_partitions(&self, months_ahead: u32) -> Result<u32> {
         let months = i32::try_from(months_ahead).unwrap_or(i32::MAX);
         let created: i32 =
