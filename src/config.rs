@@ -2,6 +2,7 @@
 //! defaults that run against the local PostgreSQL and Redis that `scripts/setup` prepares.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use clap::Args;
 use flywheel_contracts::Secret;
@@ -191,6 +192,55 @@ pub struct Config {
     /// Log format: `text` for people, `json` for log pipelines. Levels come from RUST_LOG.
     #[arg(long, env = "FLYWHEEL_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
+
+    /// This node's id in the cluster: 1-64 letters, digits, `.`, `_` or `-` (generated when
+    /// unset; give each node its own).
+    #[arg(long, env = "FLYWHEEL_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// Where this node's cluster transport listens (e.g. 127.0.0.1:7400). Unset: no transport;
+    /// the node still holds shard leases, and runs reach their owners through PostgreSQL.
+    #[arg(long, env = "FLYWHEEL_CLUSTER_ADDR")]
+    pub cluster_addr: Option<SocketAddr>,
+
+    /// Cluster addresses of nodes to join at start, comma-separated. None: the node starts
+    /// alone and owns every shard until others join.
+    #[arg(long, env = "FLYWHEEL_SEEDS", value_delimiter = ',')]
+    pub seeds: Vec<String>,
+
+    /// The cluster transport's shared secret; required with FLYWHEEL_CLUSTER_ADDR.
+    #[arg(long, env = "FLYWHEEL_CLUSTER_COOKIE", hide_env_values = true)]
+    pub cluster_cookie: Option<String>,
+
+    /// How long a shard lease lives unless renewed (renewed every third): `10s`, `2500ms`, or
+    /// seconds. A dead node's tenants move within about this long.
+    #[arg(long, env = "FLYWHEEL_LEASE_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub lease_ttl: Duration,
+
+    /// Address of the admin gRPC control plane.
+    #[arg(long, env = "FLYWHEEL_GRPC_ADDR", default_value = "127.0.0.1:7443")]
+    pub grpc_addr: SocketAddr,
+
+    /// The admin control plane's token; without it the plane is not served.
+    #[arg(long, env = "FLYWHEEL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+}
+
+/// `10s`, `2500ms`, `1.5` (seconds).
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        (s, 1.0)
+    };
+    let value: f64 = number.trim().parse().map_err(|_| format!("{s:?} is not a duration like 10s or 500ms"))?;
+    if !value.is_finite() || value <= 0.0 || value * unit > 86_400.0 {
+        return Err(format!("{s:?} must be between 1ms and 24h"));
+    }
+    Ok(Duration::from_secs_f64(value * unit))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -218,9 +268,37 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// The cluster membership of this node.
+    pub fn cluster(&self) -> anyhow::Result<flywheel_cluster::ClusterConfig> {
+        let node_id = self.node_id.clone().unwrap_or_else(flywheel_cluster::generate_node_id);
+        let valid = (1..=64).contains(&node_id.len())
+            && node_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid {
+            anyhow::bail!("FLYWHEEL_NODE_ID must be 1-64 letters, digits, '.', '_' or '-'");
+        }
+        let cookie = match (&self.cluster_addr, &self.cluster_cookie) {
+            (Some(_), None) => {
+                anyhow::bail!("FLYWHEEL_CLUSTER_ADDR needs FLYWHEEL_CLUSTER_COOKIE, the cluster's secret")
+            }
+            (_, cookie) => cookie.clone().unwrap_or_default(),
+        };
+        Ok(flywheel_cluster::ClusterConfig {
+            node_id,
+            cluster_addr: self.cluster_addr,
+            seeds: self.seeds.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+            cookie,
+            grpc_addr: self.admin_token.as_ref().map(|_| self.grpc_addr.to_string()),
+            http_addr: Some(self.http_addr.to_string()),
+            lease_ttl: self.lease_ttl,
+            max_moves_per_tick: 16,
+        })
+    }
+
     pub fn database(&self) -> flywheel_storage::DatabaseConfig {
         let mut c = flywheel_storage::DatabaseConfig::new(self.database_url.clone());
         c.max_connections = self.db_max_connections;
+        // A frozen node's transactions end soon after its leases would (see DatabaseConfig).
+        c.idle_in_transaction_timeout = self.lease_ttl.max(Duration::from_secs(5));
         c
     }
 
@@ -248,12 +326,12 @@ impl Config {
 
     pub fn runtime(&self) -> flywheel_supervisor::RuntimeConfig {
         flywheel_supervisor::RuntimeConfig {
-            idle_timeout: std::time::Duration::from_secs(self.tenant_idle_secs),
-            sweep_interval: std::time::Duration::from_secs(self.run_sweep_secs.max(1)),
+            idle_timeout: Duration::from_secs(self.tenant_idle_secs),
+            sweep_interval: Duration::from_secs(self.run_sweep_secs.max(1)),
             max_restarts: self.max_restarts,
-            restart_window: std::time::Duration::from_secs(self.restart_window_secs),
+            restart_window: Duration::from_secs(self.restart_window_secs),
             approval_ttl: (self.approval_ttl_hours > 0)
-                .then(|| std::time::Duration::from_secs(self.approval_ttl_hours.saturating_mul(3600))),
+                .then(|| Duration::from_secs(self.approval_ttl_hours.saturating_mul(3600))),
             ..Default::default()
         }
     }
@@ -266,7 +344,7 @@ impl Config {
                 base_url: self.llm_base_url.clone(),
                 api_key: self.llm_api_key.clone().map(Secret::new),
                 model: self.llm_model.clone(),
-                timeout: std::time::Duration::from_secs(self.llm_timeout_secs),
+                timeout: Duration::from_secs(self.llm_timeout_secs),
                 max_retries: self.llm_max_retries,
                 json_mode: self.llm_json_mode,
                 ..Default::default()
@@ -334,8 +412,8 @@ impl Config {
         flywheel_supervisor::IngestConfig {
             ingestors: self.ingestors.max(1),
             max_batch: self.ingest_batch.clamp(1, 50_000),
-            max_linger: std::time::Duration::from_millis(self.ingest_linger_ms),
-            claim_idle: std::time::Duration::from_secs(self.ingest_claim_idle_secs.max(1)),
+            max_linger: Duration::from_millis(self.ingest_linger_ms),
+            claim_idle: Duration::from_secs(self.ingest_claim_idle_secs.max(1)),
             consumer_prefix: if consumer.is_empty() { "flywheel".into() } else { consumer },
             ..Default::default()
         }

@@ -1,7 +1,9 @@
-//! The `flywheel` binary: `node` serves a node, `migrate` applies the schema, `tenant create`
-//! creates a tenant and its first API key, `demo` does all of it with a demo tenant, `doctor`
-//! checks that tenant isolation is in force.
+//! The `flywheel` binary: `node` serves a node (joining the cluster of nodes on its database),
+//! `migrate` applies the schema, `tenant create` creates a tenant and its first API key, `demo`
+//! does all of it with a demo tenant, `doctor` checks that tenant isolation is in force, and
+//! `admin` operates nodes, shards, tenants, runs and approvals through the admin gRPC plane.
 
+mod admin;
 mod client;
 mod config;
 mod demo;
@@ -65,6 +67,14 @@ enum Command {
         #[command(subcommand)]
         command: client::ApprovalsCommand,
     },
+    /// The cluster's admin control plane over gRPC (uses FLYWHEEL_ADMIN_ADDR and
+    /// FLYWHEEL_ADMIN_TOKEN): nodes, shards, tenants, trees, runs, approvals.
+    Admin {
+        #[command(flatten)]
+        admin: admin::AdminArgs,
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -105,6 +115,7 @@ async fn main() -> Result<()> {
         Command::Doctor => doctor(&cli.config).await,
         Command::Runs { client, command } => client::runs(&client, command).await,
         Command::Approvals { client, command } => client::approvals(&client, command).await,
+        Command::Admin { admin, command } => admin::run(&admin, command).await,
     }
 }
 
@@ -148,7 +159,7 @@ async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let maintenance = tokio::spawn(partition_maintenance(db.clone(), config.partition_months_ahead, stop_rx.clone()));
-    let mut stop_for_http = stop_rx;
+    let mut stop_for_http = stop_rx.clone();
     let embedder =
         flywheel_actors::embedding::from_config(&config.embedding()).await.context("load the embedding model")?;
     let model = flywheel_actors::model::from_config(&config.model(), config.budget(), config.structured(), db.clone())
@@ -160,9 +171,34 @@ async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
         db: db.clone(),
     });
     let agents = flywheel_actors::branding::register(flywheel_actors::agent::Registry::default(), branding);
-    let runtime = flywheel_supervisor::Runtime::start(db.clone(), redis.clone(), agents, config.runtime())
+    let cluster_config = config.cluster()?;
+    let leases = flywheel_cluster::Cluster::lease_table(&cluster_config);
+    let runtime =
+        flywheel_supervisor::Runtime::start(db.clone(), redis.clone(), agents, config.runtime(), leases.clone())
+            .await
+            .context("start the actor runtime")?;
+    let cluster = flywheel_cluster::Cluster::start(cluster_config, db.clone(), runtime.clone(), leases)
         .await
-        .context("start the actor runtime")?;
+        .map_err(|e| anyhow::anyhow!("join the cluster: {e}"))?;
+    info!(node_id = cluster.node_id(), shards = cluster.held_shards(), "Node placed in the cluster.");
+    let admin = match &config.admin_token {
+        Some(token) => {
+            let listener = TcpListener::bind(config.grpc_addr)
+                .await
+                .with_context(|| format!("listen on {} (admin gRPC)", config.grpc_addr))?;
+            info!(addr = %config.grpc_addr, "Admin gRPC plane listening.");
+            let state =
+                flywheel_cluster::admin::AdminState { cluster: cluster.clone(), db: db.clone(), token: token.clone() };
+            let mut stop = stop_rx.clone();
+            Some(tokio::spawn(flywheel_cluster::admin::serve(listener, state, async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })))
+        }
+        None => {
+            info!("No FLYWHEEL_ADMIN_TOKEN: the admin gRPC plane is not served.");
+            None
+        }
+    };
     let state = AppState::new(db.clone(), redis.clone(), vector, runtime.clone(), Some(embedder), config.gateway());
     // FLYWHEEL_INGESTORS=0: an edge-only node, accepting events that other nodes store.
     let ingest = if config.ingestors > 0 {
@@ -189,6 +225,12 @@ async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
     info!("Shutting down: finishing in-flight requests.");
     let _ = stop_tx.send(true);
     server.await.context("HTTP server task")?.context("HTTP server")?;
+    if let Some(admin) = admin {
+        admin.await.context("admin gRPC task")?.context("admin gRPC server")?;
+    }
+    // Hand the shards over at once, so other nodes resume this node's tenants without waiting
+    // for the leases to expire.
+    cluster.shutdown().await;
     runtime.stop();
     if let Some(ingest) = &ingest {
         ingest.stop();

@@ -227,7 +227,8 @@ async fn checkpoint(db: &Database, tenant: TenantId, run: RunId, output: &serde_
     let state = runs::lock(&mut tx, run).await?;
     let cursor = state.run.cursor;
     let key = format!("{cursor}:noop@{}", state.version);
-    let commit = StepCommit { name: "noop", attempt: 1, idempotency_key: &key, output, started_at: Utc::now() };
+    let commit =
+        StepCommit { name: "noop", attempt: 1, idempotency_key: &key, output, started_at: Utc::now(), fence: None };
     if runs::commit_step(&mut tx, run, cursor, cursor + 1, &commit).await? != CommitOutcome::Committed {
         bail!("checkpoint {key} of run {run} was already committed");
     }
@@ -268,9 +269,10 @@ async fn runtime_cycle(db: &Database, redis: &RedisStore, tenant: TenantId, conf
     let registry = Registry::default().with(AgentDef { name: RUNTIME_AGENT, input_check: None, steps });
     // No sweep during the measurement: every run is dispatched by `submit`.
     let runtime_config = RuntimeConfig { sweep_interval: Duration::from_secs(3600), ..RuntimeConfig::default() };
-    let runtime = Runtime::start(db.clone(), redis.clone(), registry, runtime_config)
-        .await
-        .context("cannot start the actor runtime")?;
+    let runtime =
+        Runtime::start(db.clone(), redis.clone(), registry, runtime_config, Arc::new(flywheel_supervisor::Solo))
+            .await
+            .context("cannot start the actor runtime")?;
     let mut runs = Vec::new();
     let outcome = async {
         // The first run warms the tree up (tenant supervisor, orchestrator) and is not counted.

@@ -7,6 +7,7 @@
 //! PostgreSQL to be activated; the runtime still needs a migrated database and Redis to start,
 //! so the benchmark creates a database of its own and drops it at the end.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
@@ -58,9 +59,15 @@ async fn measure(
     let db = database.connect(4).await?;
     let runtime_config =
         RuntimeConfig { idle_timeout: idle, sweep_interval: Duration::from_secs(3600), ..RuntimeConfig::default() };
-    let runtime = Runtime::start(db.clone(), redis.clone(), Registry::default(), runtime_config)
-        .await
-        .context("cannot start the actor runtime")?;
+    let runtime = Runtime::start(
+        db.clone(),
+        redis.clone(),
+        Registry::default(),
+        runtime_config,
+        Arc::new(flywheel_supervisor::Solo),
+    )
+    .await
+    .context("cannot start the actor runtime")?;
     let outcome = cycle(&runtime, count, idle).await;
     runtime.stop();
     db.close().await;

@@ -65,9 +65,94 @@ pub fn shards_of(node: &str, nodes: &[String]) -> Vec<Shard> {
     Shard::all().filter(|s| owner(*s, nodes) == Some(node)).collect()
 }
 
+/// One shard's lease as a node last read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseView {
+    pub shard: Shard,
+    /// The node holding the lease, if any.
+    pub owner: Option<String>,
+    pub epoch: i64,
+    /// Whether the lease had expired when it was read (judged by the database's clock).
+    pub expired: bool,
+}
+
+/// What a node does with the leases on one tick.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Free or expired shards this node should own: take them (each at epoch + 1).
+    pub acquire: Vec<Shard>,
+    /// Shards this node holds (at the given epoch) that another live node should own.
+    pub release: Vec<(Shard, i64)>,
+}
+
+/// The lease plan of node `me`, given the live members (nodes that heartbeat and are not
+/// draining; `me` counts as one unless it is draining, whatever `live` says) and the leases as
+/// read.
+///
+/// Only free or expired leases are ever taken, so a node never steals a shard: a shard moves
+/// when its holder releases it or stops renewing it. Handing shards over to a new owner is
+/// limited to `max_moves` per tick so a join never thrashes the cluster; a draining node hands
+/// everything over at once (`draining`).
+pub fn plan(me: &str, live: &[String], leases: &[LeaseView], max_moves: usize, draining: bool) -> Plan {
+    // A node that is not draining is a member, even when its own heartbeat is not visible yet
+    // (a delayed write): without this it would hand over shards it should keep.
+    let mut members: Vec<String> = live.iter().filter(|n| !(draining && n.as_str() == me)).cloned().collect();
+    if !draining && !members.iter().any(|n| n == me) {
+        members.push(me.to_owned());
+    }
+    let mut out = Plan::default();
+    for lease in leases {
+        let desired = owner(lease.shard, &members);
+        let free = lease.owner.is_none() || lease.expired;
+        let mine = lease.owner.as_deref() == Some(me) && !lease.expired;
+        if free && desired == Some(me) && !draining {
+            out.acquire.push(lease.shard);
+        } else if mine && desired.is_some_and(|d| d != me) {
+            out.release.push((lease.shard, lease.epoch));
+        }
+    }
+    if !draining {
+        out.release.truncate(max_moves);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn views(owner: Option<&str>, expired: bool) -> Vec<LeaseView> {
+        Shard::all().map(|shard| LeaseView { shard, owner: owner.map(str::to_owned), epoch: 1, expired }).collect()
+    }
+
+    #[test]
+    fn a_lone_node_takes_every_free_shard_and_keeps_them_without_seeing_its_own_heartbeat() {
+        let p = plan("a", &[], &views(None, true), 4, false);
+        assert_eq!(p.acquire.len(), usize::from(SHARDS));
+        let p = plan("a", &[], &views(Some("a"), false), 4, false);
+        assert_eq!(p, Plan::default());
+    }
+
+    #[test]
+    fn handovers_to_a_joining_node_are_rate_limited_but_a_drain_is_not() {
+        let members = vec!["a".to_owned(), "b".to_owned()];
+        let p = plan("a", &members, &views(Some("a"), false), 4, false);
+        assert_eq!(p.release.len(), 4);
+        assert!(p.release.iter().all(|(s, _)| owner(*s, &members) == Some("b")));
+        let p = plan("a", &members, &views(Some("a"), false), 4, true);
+        assert_eq!(p.release.len(), usize::from(SHARDS));
+        // b takes only free shards it should own, never a's live leases.
+        let p = plan("b", &members, &views(Some("a"), false), 4, false);
+        assert!(p.acquire.is_empty());
+        let p = plan("b", &members, &views(Some("a"), true), 4, false);
+        assert_eq!(p.acquire, shards_of("b", &members));
+    }
+
+    #[test]
+    fn a_draining_node_alone_keeps_its_shards() {
+        let p = plan("a", &["a".to_owned()], &views(Some("a"), false), 4, true);
+        assert!(p.release.is_empty() && p.acquire.is_empty());
+    }
 
     fn nodes(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("node-{i}")).collect()

@@ -6,7 +6,9 @@
 //! be constructed. Examples under `contracts/examples/` are checked against both the schemas and
 //! these types, so the two cannot drift.
 
+pub mod admin;
 pub mod api;
+pub mod cluster;
 pub mod email;
 pub mod events;
 pub mod hot;

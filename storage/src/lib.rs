@@ -17,6 +17,7 @@ pub mod audit;
 pub mod brand_core;
 pub mod campaigns;
 pub mod catalog;
+pub mod cluster;
 mod error;
 pub mod event_stream;
 pub mod events;

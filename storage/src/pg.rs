@@ -22,6 +22,10 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
     /// Upper bound on any one statement; a runaway query is cancelled, not left to pile up.
     pub statement_timeout: Duration,
+    /// A session idle inside a transaction this long is ended by PostgreSQL, releasing its
+    /// locks: a node frozen mid-transaction (SIGSTOP, a VM pause) cannot hold a shard lease's
+    /// share lock, and so its shard, hostage. No transaction here waits on anything slow.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl DatabaseConfig {
@@ -31,6 +35,7 @@ impl DatabaseConfig {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
+            idle_in_transaction_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -48,7 +53,10 @@ impl Database {
         let options = PgConnectOptions::from_str(config.url.expose())
             .map_err(|e| StorageError::Internal(format!("DATABASE_URL is not a valid PostgreSQL URL: {e}")))?
             .application_name("flywheel")
-            .options([("statement_timeout", format!("{}", config.statement_timeout.as_millis()))]);
+            .options([
+                ("statement_timeout", format!("{}", config.statement_timeout.as_millis())),
+                ("idle_in_transaction_session_timeout", format!("{}", config.idle_in_transaction_timeout.as_millis())),
+            ]);
         let pool = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .acquire_timeout(config.acquire_timeout)

@@ -238,6 +238,39 @@ pub struct StepCommit<'a> {
     pub idempotency_key: &'a str,
     pub output: &'a serde_json::Value,
     pub started_at: DateTime<Utc>,
+    /// The shard lease the committing node holds, checked in the same transaction; `None` for
+    /// a step committed by a human decision through the API (fenced by the cursor alone).
+    pub fence: Option<&'a Fence>,
+}
+
+/// The lease under which a node executes a tenant's runs: its shard, the node and the epoch it
+/// acquired the lease at.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Fence {
+    pub node: String,
+    pub shard: i32,
+    pub epoch: i64,
+}
+
+/// Checks that `fence` still holds (same owner, same epoch, not expired by the database's
+/// clock) and share-locks the lease row until the transaction ends, so the lease cannot change
+/// hands before this transaction commits. `Conflict { field: "lease" }` when it does not hold:
+/// the caller is a stale owner and must stop.
+pub async fn check_fence(tx: &mut TenantTx, fence: &Fence) -> Result<()> {
+    let held: Option<i32> = sqlx::query_scalar(
+        "select shard from shard_leases
+          where shard = $1 and owner_node = $2 and epoch = $3 and expires_at > clock_timestamp()
+          for share",
+    )
+    .bind(fence.shard)
+    .bind(&fence.node)
+    .bind(fence.epoch)
+    .fetch_optional(tx.conn())
+    .await?;
+    match held {
+        Some(_) => Ok(()),
+        None => Err(StorageError::Conflict { field: "lease".into() }),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,12 +291,16 @@ pub async fn commit_step(
     to_cursor: i32,
     step: &StepCommit<'_>,
 ) -> Result<CommitOutcome> {
+    if let Some(fence) = step.fence {
+        check_fence(tx, fence).await?;
+    }
     let tenant = tx.tenant_id();
     // One statement: record the step and move the cursor only if the step was new.
     let (inserted, moved): (i64, i64) = sqlx::query_as(
         "with inserted as (
-             insert into run_steps (tenant_id, id, run_id, name, attempt, idempotency_key, status, output, started_at, finished_at)
-             values ($1, $2, $3, $4, $5, $6, 'succeeded', $7, $8, now())
+             insert into run_steps (tenant_id, id, run_id, name, attempt, idempotency_key, status, output, started_at, finished_at,
+                                    node_id, lease_epoch)
+             values ($1, $2, $3, $4, $5, $6, 'succeeded', $7, $8, now(), $11, $12)
              on conflict (tenant_id, run_id, idempotency_key) do nothing
              returning id),
          moved as (
@@ -282,6 +319,8 @@ pub async fn commit_step(
     .bind(step.started_at)
     .bind(from_cursor)
     .bind(to_cursor)
+    .bind(step.fence.map(|f| f.node.as_str()))
+    .bind(step.fence.map(|f| f.epoch))
     .fetch_one(tx.conn())
     .await?;
     if inserted == 0 {

@@ -55,6 +55,53 @@ impl Database {
     }
 }
 
+/// A tenant as the admin control plane lists it (across tenants).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantSummary {
+    pub id: TenantId,
+    pub name: String,
+    pub slug: String,
+    pub status: TenantStatus,
+    pub created_at: DateTime<Utc>,
+}
+
+type SummaryRow = (Uuid, String, String, String, DateTime<Utc>);
+
+fn summary((id, name, slug, status, created_at): SummaryRow) -> Result<TenantSummary> {
+    Ok(TenantSummary {
+        id: TenantId::from_uuid(id),
+        name,
+        slug,
+        status: crate::row::enum_column("status", &status)?,
+        created_at,
+    })
+}
+
+impl Database {
+    /// Every tenant, by id, after `after`, at most `limit` (1–1000). For the admin control
+    /// plane only: the caller has checked the admin token.
+    pub async fn admin_tenants(&self, after: Option<TenantId>, limit: u32) -> Result<Vec<TenantSummary>> {
+        let rows: Vec<SummaryRow> = sqlx::query_as("select * from admin_tenants($1, $2)")
+            .bind(after.map(|t| t.as_uuid()))
+            .bind(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+            .fetch_all(self.pool())
+            .await?;
+        rows.into_iter().map(summary).collect()
+    }
+
+    /// Suspends (`active = false`) or resumes a tenant. `NotFound` for an unknown or deleted
+    /// tenant. For the admin control plane only.
+    pub async fn admin_set_tenant_active(&self, tenant: TenantId, active: bool) -> Result<TenantSummary> {
+        let status = if active { "active" } else { "suspended" };
+        let row: Option<SummaryRow> = sqlx::query_as("select * from admin_set_tenant_status($1, $2)")
+            .bind(tenant.as_uuid())
+            .bind(status)
+            .fetch_optional(self.pool())
+            .await?;
+        summary(row.ok_or(StorageError::NotFound)?)
+    }
+}
+
 /// The transaction's own tenant.
 pub async fn current(tx: &mut TenantTx) -> Result<Tenant> {
     let tenant = tx.tenant_id();

@@ -17,6 +17,7 @@ mod error;
 mod ingest;
 mod node;
 mod orchestrator;
+mod ownership;
 mod relay;
 mod runtime;
 mod tenant;
@@ -24,4 +25,5 @@ mod worker;
 
 pub use error::RuntimeError;
 pub use ingest::{Ingest, IngestConfig, IngestStats};
+pub use ownership::{Claim, Ownership, Solo};
 pub use runtime::{Runtime, RuntimeConfig, TenantTree};

@@ -9,6 +9,7 @@ use flywheel_contracts::api::run::AgentName;
 use flywheel_contracts::ids::RunId;
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 
+use crate::ownership::Claim;
 use crate::runtime::{Shared, TenantTree};
 use crate::tenant::{TenantArgs, TenantMsg, TenantSupervisor};
 
@@ -26,6 +27,8 @@ pub(crate) enum NodeMsg {
     Activate(TenantId),
     /// How many tenant supervisors are active.
     ActiveTenants(RpcReplyPort<usize>),
+    /// Stops the supervisors of tenants this node no longer owns.
+    Evict,
     /// Delivers a message to a tenant's supervisor as is (the isolation test addresses the
     /// wrong one through it).
     Raw {
@@ -82,6 +85,9 @@ impl Actor for NodeSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             NodeMsg::Execute { tenant, agent, run } => {
+                if state.shared.ownership.claim(tenant) == Claim::NotOwned {
+                    return Ok(());
+                }
                 let t = state.tenant(&myself, tenant).await?;
                 t.cast(TenantMsg::Execute { tenant, agent, run })?;
             }
@@ -97,6 +103,15 @@ impl Actor for NodeSupervisor {
             }
             NodeMsg::ActiveTenants(reply) => {
                 let _ = reply.send(state.tenants.len());
+            }
+            NodeMsg::Evict => {
+                for (tenant, t) in &state.tenants {
+                    if state.shared.ownership.claim(*tenant) == Claim::NotOwned {
+                        tracing::info!(tenant_id = %tenant, "Tenant moved to another node; stopping it here.");
+                        t.stop_children(Some("moved".into()));
+                        t.stop(Some("moved".into()));
+                    }
+                }
             }
             NodeMsg::Raw { to, message } => {
                 let t = state.tenant(&myself, to).await?;

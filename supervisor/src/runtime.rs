@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::RuntimeError;
 use crate::node::{NodeMsg, NodeSupervisor};
+use crate::ownership::{Claim, Ownership};
 use crate::tenant::TenantMsg;
 use crate::worker::mirror;
 
@@ -83,6 +84,10 @@ pub(crate) struct Shared {
     pub approver_roles: Vec<Role>,
     /// Wakes the outbox relay (after a checkpoint that may have recorded effects).
     pub relay_wake: tokio::sync::Notify,
+    /// Wakes the run sweep (after this node acquired shards).
+    pub sweep_wake: tokio::sync::Notify,
+    /// Which tenants this node executes, under which fence.
+    pub ownership: Arc<dyn Ownership>,
 }
 
 /// The live actor tree of one tenant.
@@ -124,12 +129,13 @@ impl Drop for Inner {
 
 impl Runtime {
     /// Starts the node's supervision tree and the sweep, which immediately resumes every
-    /// unfinished run.
+    /// unfinished run of the tenants `ownership` gives this node.
     pub async fn start(
         db: Database,
         redis: RedisStore,
         registry: Registry,
         config: RuntimeConfig,
+        ownership: Arc<dyn Ownership>,
     ) -> Result<Self, RuntimeError> {
         let shared = Arc::new(Shared {
             db,
@@ -138,6 +144,8 @@ impl Runtime {
             approver_roles: config.approver_roles.clone(),
             config,
             relay_wake: tokio::sync::Notify::new(),
+            sweep_wake: tokio::sync::Notify::new(),
+            ownership,
         });
         let (node, _) = Actor::spawn(None, NodeSupervisor, shared.clone())
             .await
@@ -152,6 +160,10 @@ impl Runtime {
     }
 
     fn dispatch(&self, tenant: TenantId, agent: AgentName, run: RunId) {
+        if self.shared().ownership.claim(tenant) == Claim::NotOwned {
+            self.shared().ownership.forward(tenant, agent, run);
+            return;
+        }
         if let Err(e) = self.inner.node.cast(NodeMsg::Execute { tenant, agent, run }) {
             // The run is committed as queued: the sweep picks it up when the node is back.
             tracing::warn!(tenant_id = %tenant, run_id = %run, error = %e, "Could not dispatch a run.");
@@ -288,8 +300,14 @@ impl Runtime {
         let output = serde_json::Value::Object(artifact.clone());
         let now = chrono::Utc::now();
         if keep {
-            let commit =
-                StepCommit { name: &step_name, attempt: 1, idempotency_key: &key, output: &output, started_at: now };
+            let commit = StepCommit {
+                name: &step_name,
+                attempt: 1,
+                idempotency_key: &key,
+                output: &output,
+                started_at: now,
+                fence: None,
+            };
             runs::commit_step(&mut tx, run_id, cursor, cursor + 1, &commit).await?;
             runs::set_status(&mut tx, run_id, RunStatus::Queued, None).await?;
         } else {
@@ -315,6 +333,7 @@ impl Runtime {
                         idempotency_key: &format!("{key}:rejection"),
                         output: &note,
                         started_at: now,
+                        fence: None,
                     };
                     runs::commit_step(&mut tx, run_id, cursor, cursor, &commit).await?;
                     runs::rewind(&mut tx, run_id, i32::try_from(target_index).unwrap_or(0)).await?;
@@ -371,6 +390,26 @@ impl Runtime {
         tx.commit().await?;
         mirror(self.shared(), tenant, &after).await;
         Ok(after.run)
+    }
+
+    /// Executes a queued run here if this node owns its tenant (a run forwarded by another
+    /// node); otherwise nothing happens and the owner's sweep finds the run.
+    pub fn execute(&self, tenant: TenantId, agent: AgentName, run: RunId) {
+        if self.shared().ownership.claim(tenant) != Claim::NotOwned {
+            self.dispatch(tenant, agent, run);
+        }
+    }
+
+    /// Resumes now (rather than at the next sweep) the unfinished runs of the tenants this node
+    /// owns: called after acquiring shards.
+    pub fn sweep_now(&self) {
+        self.shared().sweep_wake.notify_one();
+    }
+
+    /// Stops the supervisors of tenants this node no longer owns (after losing or handing over
+    /// shards). Their in-flight steps can no longer checkpoint: the fence refuses them.
+    pub fn evict_unowned(&self) {
+        let _ = self.inner.node.cast(NodeMsg::Evict);
     }
 
     /// The tenant's live actor tree; `None` when the tenant is not active on this node.
@@ -433,12 +472,18 @@ async fn sweep(shared: Arc<Shared>, node: ActorRef<NodeMsg>) {
         if let Err(e) = sweep_once(&shared, &node).await {
             tracing::warn!(error = %e, "Run sweep failed; will retry.");
         }
-        tokio::time::sleep(shared.config.sweep_interval).await;
+        tokio::select! {
+            () = tokio::time::sleep(shared.config.sweep_interval) => {}
+            () = shared.sweep_wake.notified() => {}
+        }
     }
 }
 
 async fn sweep_once(shared: &Shared, node: &ActorRef<NodeMsg>) -> Result<(), StorageError> {
     for tenant in shared.db.tenants_with_unfinished_runs().await? {
+        if shared.ownership.claim(tenant) == Claim::NotOwned {
+            continue;
+        }
         let mut tx = shared.db.begin(tenant).await?;
         let unfinished = runs::unfinished(&mut tx).await?;
         tx.commit().await?;

@@ -13,11 +13,12 @@ use flywheel_contracts::hot::RunHot;
 use flywheel_contracts::ids::RunId;
 use flywheel_storage::approvals::{self, Decided, NewApproval};
 use flywheel_storage::audit::Actor as AuditActor;
-use flywheel_storage::runs::{self, CommitOutcome, RunState, StepCommit};
-use flywheel_storage::{Database, TenantTx};
+use flywheel_storage::runs::{self, CommitOutcome, Fence, RunState, StepCommit};
+use flywheel_storage::{Database, StorageError, TenantTx};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::orchestrator::OrchMsg;
+use crate::ownership::Claim;
 use crate::runtime::Shared;
 
 /// How one step attempt ended.
@@ -83,10 +84,33 @@ fn idempotency_key(state: &RunState, step: &str) -> String {
     format!("{}:{step}@{}", state.run.cursor, state.version)
 }
 
+/// Whether the fence still holds, share-locking the lease row for the rest of `tx` (`None`: this
+/// node runs alone, unfenced).
+async fn holds(tx: &mut TenantTx, fence: Option<&Fence>) -> Result<bool, StorageError> {
+    match fence {
+        None => Ok(true),
+        Some(fence) => match runs::check_fence(tx, fence).await {
+            Ok(()) => Ok(true),
+            Err(StorageError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
+        },
+    }
+}
+
 async fn execute(args: &WorkerArgs) -> Result<StepOutcome, StepError> {
     let db = &args.shared.db;
+    // 0. This node must own the tenant; the whole step runs under the lease it holds now.
+    let fence = match args.shared.ownership.claim(args.tenant) {
+        Claim::NotOwned => return Ok(StepOutcome::Parked),
+        Claim::Unfenced => None,
+        Claim::Fenced(fence) => Some(fence),
+    };
+    let fence = fence.as_ref();
     // 1. Load the run; only queued and running runs execute.
     let mut tx = db.begin(args.tenant).await?;
+    if !holds(&mut tx, fence).await? {
+        return Ok(StepOutcome::Parked);
+    }
     let mut state = runs::lock(&mut tx, args.run).await?;
     match state.run.status {
         RunStatus::Queued => state = runs::set_status(&mut tx, args.run, RunStatus::Running, None).await?,
@@ -113,8 +137,12 @@ async fn execute(args: &WorkerArgs) -> Result<StepOutcome, StepError> {
         Err(StepError::Fatal(e)) => return Ok(StepOutcome::Fatal(e)),
     };
 
-    // 3. The checkpoint.
+    // 3. The checkpoint, fenced: a node that lost the lease meanwhile commits nothing.
     let mut tx = db.begin(args.tenant).await?;
+    if !holds(&mut tx, fence).await? {
+        tracing::warn!(tenant_id = %args.tenant, run_id = %args.run, "Lease lost during a step; its work is dropped.");
+        return Ok(StepOutcome::Parked);
+    }
     let current = runs::lock(&mut tx, args.run).await?;
     // Queued again means paused and resumed while this step worked: its work still counts.
     if current.run.cursor != state.run.cursor
@@ -136,6 +164,7 @@ async fn execute(args: &WorkerArgs) -> Result<StepOutcome, StepError> {
                 idempotency_key: &key,
                 output: &output,
                 started_at,
+                fence,
             };
             if runs::commit_step(&mut tx, args.run, from, from + 1, &commit).await? == CommitOutcome::AlreadyCommitted {
                 return Ok(StepOutcome::Parked);
@@ -191,7 +220,7 @@ async fn execute(args: &WorkerArgs) -> Result<StepOutcome, StepError> {
             };
             approvals::decide(&mut tx, pending.id, &decided, &AuditActor::System).await?;
             let commit =
-                StepCommit { name: step.name(), attempt: 1, idempotency_key: &key, output: &output, started_at };
+                StepCommit { name: step.name(), attempt: 1, idempotency_key: &key, output: &output, started_at, fence };
             runs::commit_step(&mut tx, args.run, from, from + 1, &commit).await?;
         }
     }
@@ -249,8 +278,17 @@ pub(crate) async fn fail_run(
     attempt: u32,
     error: &str,
 ) {
-    let result: Result<(), flywheel_storage::StorageError> = async {
+    let result: Result<(), StorageError> = async {
+        let fence = match shared.ownership.claim(tenant) {
+            Claim::NotOwned => return Ok(()),
+            Claim::Unfenced => None,
+            Claim::Fenced(fence) => Some(fence),
+        };
         let mut tx: TenantTx = db.begin(tenant).await?;
+        // A stale owner must not fail a run the new owner is executing.
+        if !holds(&mut tx, fence.as_ref()).await? {
+            return Ok(());
+        }
         let state = runs::lock(&mut tx, run).await?;
         if state.run.status.is_finished() {
             return Ok(());

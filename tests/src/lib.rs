@@ -169,6 +169,9 @@ pub struct TestApp {
     pub test_db: TestDb,
     pub redis: RedisStore,
     pub runtime: flywheel_supervisor::Runtime,
+    /// This node's membership: it holds every shard lease of its own database (a lone node),
+    /// so the runtime's checkpoints are fenced as in production.
+    pub cluster: flywheel_cluster::Cluster,
     /// The event ingestors of this node (reading the test's own Redis namespace).
     pub ingest: flywheel_supervisor::Ingest,
     pub stream: flywheel_storage::event_stream::EventStream,
@@ -254,9 +257,15 @@ impl TestApp {
         let addr = listener.local_addr().expect("local addr");
         let vector = flywheel_storage::vector::VectorMemory::from_config(&Default::default(), test_db.db.clone())
             .expect("pgvector memory");
-        let runtime = flywheel_supervisor::Runtime::start(test_db.db.clone(), redis.clone(), registry, runtime)
+        let cluster_config = flywheel_cluster::ClusterConfig::solo();
+        let leases = flywheel_cluster::Cluster::lease_table(&cluster_config);
+        let runtime =
+            flywheel_supervisor::Runtime::start(test_db.db.clone(), redis.clone(), registry, runtime, leases.clone())
+                .await
+                .expect("start the runtime");
+        let cluster = flywheel_cluster::Cluster::start(cluster_config, test_db.db.clone(), runtime.clone(), leases)
             .await
-            .expect("start the runtime");
+            .expect("join the (one-node) cluster");
         let state = flywheel_gateway::AppState::new(
             test_db.db.clone(),
             redis.clone(),
@@ -279,6 +288,7 @@ impl TestApp {
             test_db,
             redis,
             runtime,
+            cluster,
             ingest,
             stream,
             shutdown: Some(tx),

@@ -25,6 +25,8 @@ struct FakeLlm {
     seen: Mutex<Vec<String>>,
     /// While set, `branding.positioning` requests hang (the node is killed meanwhile).
     hang_positioning: AtomicBool,
+    /// Added to every answer (to keep runs in flight across a failover).
+    delay: Duration,
 }
 
 async fn canned() -> Vec<(&'static str, Value)> {
@@ -59,6 +61,7 @@ async fn chat(State(fake): State<Arc<FakeLlm>>, Json(body): Json<Value>) -> Json
         .cloned()
         .unwrap_or(("unknown", json!({})));
     fake.seen.lock().await.push(task.to_owned());
+    tokio::time::sleep(fake.delay).await;
     if task == "branding.positioning" && fake.hang_positioning.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_secs(600)).await;
     }
@@ -67,6 +70,28 @@ async fn chat(State(fake): State<Arc<FakeLlm>>, Json(body): Json<Value>) -> Json
         "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.to_string()}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 100, "completion_tokens": 100, "total_tokens": 200}
     }))
+}
+
+/// An OpenAI-compatible server on 127.0.0.1 answering every Branding task for the company of
+/// [`run_input`] after `delay`; answers its base URL.
+pub(crate) async fn slow_llm(delay: Duration) -> String {
+    let fake = Arc::new(FakeLlm {
+        answers: canned().await,
+        seen: Mutex::new(Vec::new()),
+        hang_positioning: AtomicBool::new(false),
+        delay,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    let app = axum::Router::new().route("/v1/chat/completions", post(chat)).with_state(fake);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
+/// The Branding run input the canned answers were written for.
+pub(crate) fn run_input() -> Value {
+    json!({"input": {"company_name": "Crashproof Coffee", "industry": "specialty coffee",
+                     "goals": ["sell 200 subscriptions"], "seed_materials": ["Small batches, roasted Mondays."]}})
 }
 
 pub(crate) fn flywheel_binary() -> PathBuf {
@@ -106,6 +131,8 @@ fn start_node(db: &TestDb, http: u16, llm: &str, namespace: &str) -> Node {
         .env("FLYWHEEL_LLM_BASE_URL", llm)
         .env("FLYWHEEL_LLM_MAX_RETRIES", "0")
         .env("FLYWHEEL_RUN_SWEEP_SECS", "1")
+        // The new process (a new node id) takes the killed node's leases once they expire.
+        .env("FLYWHEEL_LEASE_TTL", "2s")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -146,6 +173,7 @@ async fn a_killed_node_resumes_its_runs_from_the_last_checkpoint_in_a_new_proces
         answers: canned().await,
         seen: Mutex::new(Vec::new()),
         hang_positioning: AtomicBool::new(true),
+        delay: Duration::ZERO,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let llm = format!("http://{}/v1", listener.local_addr().expect("addr"));
@@ -161,8 +189,7 @@ async fn a_killed_node_resumes_its_runs_from_the_last_checkpoint_in_a_new_proces
     let base = format!("http://127.0.0.1:{port}");
     let mut first = start_node(&db, port, &llm, &namespace);
     ready(&client, &base).await;
-    let input = json!({"input": {"company_name": "Crashproof Coffee", "industry": "specialty coffee",
-                                 "goals": ["sell 200 subscriptions"], "seed_materials": ["Small batches, roasted Mondays."]}});
+    let input = run_input();
     let run: Value = client
         .post(format!("{base}/v1/agents/branding/runs"))
         .bearer_auth(&key)

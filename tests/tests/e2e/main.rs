@@ -5,10 +5,12 @@
 // security in ways the typed storage API cannot even express.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod admin;
 mod api;
 mod architecture;
 mod branding;
 mod cli;
+mod cluster;
 mod crash;
 mod ingest_crash;
 mod models;

@@ -13,6 +13,11 @@ use uuid::Uuid;
 const NOT_TENANT_TABLES: &[&str] = &[
     "_sqlx_migrations", // migration bookkeeping; the app role has no privilege on it
     "tenants",          // the tenant itself: RLS by `id`, checked separately
+    // The cluster's own state: nodes, shard leases and their history. No tenant data; shards
+    // are numbers, and which tenants map to a shard is a hash computed by the nodes.
+    "cluster_nodes",
+    "shard_leases",
+    "shard_lease_log",
 ];
 
 /// What is wrong with tenant isolation according to the catalog; empty when all is well.
