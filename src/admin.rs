@@ -1,28 +1,39 @@
 //! `flywheel admin …`: the command line of the admin gRPC control plane
 //! (`flywheel.admin.v1.Admin`), pointed at any node by `FLYWHEEL_ADMIN_ADDR` and authenticated
-//! by `FLYWHEEL_ADMIN_TOKEN`. Answers print as aligned tables, or with `--json` as the
-//! response messages themselves; a refused call prints the status and its message and exits
-//! non-zero.
+//! by `FLYWHEEL_ADMIN_TOKEN`; an `https://` address is reached over TLS, checked against
+//! `--ca`, presenting `--cert`/`--key` when the plane asks for a client certificate. Answers
+//! print as aligned tables, or with `--json` as the response messages themselves; a refused
+//! call prints the status and its message and exits non-zero.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use flywheel_contracts::admin::v1 as pb;
 use flywheel_contracts::admin::v1::admin_client::AdminClient;
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 #[derive(Debug, Clone, Args)]
 pub struct AdminArgs {
-    /// The admin gRPC address of any node.
+    /// The admin gRPC address of any node (`https://…` when the plane speaks TLS).
     #[arg(long, env = "FLYWHEEL_ADMIN_ADDR", default_value = "http://127.0.0.1:7443", global = true)]
     pub addr: String,
     /// The cluster's admin token.
     #[arg(long, env = "FLYWHEEL_ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
+    /// CA bundle (PEM) that signed the admin plane's certificate; needed for https://.
+    #[arg(long, env = "FLYWHEEL_ADMIN_CA", global = true)]
+    pub ca: Option<PathBuf>,
+    /// Client certificate chain (PEM) for a plane that requires one (mutual TLS); with --key.
+    #[arg(long, env = "FLYWHEEL_ADMIN_CLIENT_CERT", global = true)]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of --cert.
+    #[arg(long, env = "FLYWHEEL_ADMIN_CLIENT_KEY", global = true)]
+    pub key: Option<PathBuf>,
     /// Print the answer as JSON (the response message) instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
@@ -174,14 +185,40 @@ async fn connect(args: &AdminArgs) -> Result<Client> {
     let bearer: MetadataValue<Ascii> =
         format!("Bearer {token}").parse().context("the admin token must be printable ASCII")?;
     let addr = if args.addr.contains("://") { args.addr.clone() } else { format!("http://{}", args.addr) };
-    let channel = Endpoint::from_shared(addr.clone())
-        .with_context(|| format!("{addr} is not an address like http://127.0.0.1:7443"))?
+    let mut endpoint = Endpoint::from_shared(addr.clone())
+        .with_context(|| format!("{addr} is not an address like http://127.0.0.1:7443"))?;
+    if addr.starts_with("https://") {
+        endpoint = endpoint.tls_config(client_tls(args)?).context("set up TLS to the admin plane")?;
+    } else if args.ca.is_some() || args.cert.is_some() || args.key.is_some() {
+        bail!("--ca, --cert and --key are for an https:// address; {addr} is plaintext");
+    }
+    let channel = endpoint
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(60))
         .connect()
         .await
         .with_context(|| format!("reach the admin plane at {addr}"))?;
     Ok(AdminClient::with_interceptor(channel, Bearer(bearer)))
+}
+
+/// TLS to the admin plane: its certificate checked against --ca, and --cert/--key presented
+/// when given.
+fn client_tls(args: &AdminArgs) -> Result<ClientTlsConfig> {
+    let read =
+        |flag: &str, path: &PathBuf| std::fs::read(path).with_context(|| format!("{flag}: read {}", path.display()));
+    let ca = args.ca.as_ref().context(
+        "an https:// address needs --ca (FLYWHEEL_ADMIN_CA), the CA that signed the admin plane's certificate",
+    )?;
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("--ca", ca)?));
+    match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => {
+            tls = tls.identity(Identity::from_pem(read("--cert", cert)?, read("--key", key)?));
+        }
+        (None, None) => {}
+        (Some(_), None) => bail!("--cert (FLYWHEEL_ADMIN_CLIENT_CERT) needs --key (FLYWHEEL_ADMIN_CLIENT_KEY)"),
+        (None, Some(_)) => bail!("--key (FLYWHEEL_ADMIN_CLIENT_KEY) needs --cert (FLYWHEEL_ADMIN_CLIENT_CERT)"),
+    }
+    Ok(tls)
 }
 
 /// A refused call: its code and message, as the server wrote them.

@@ -2,8 +2,10 @@
 //! defaults that run against the local PostgreSQL and Redis that `scripts/setup` prepares.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use flywheel_contracts::Secret;
 
@@ -109,7 +111,7 @@ pub struct Config {
 
     /// Directory of the local embedding model.
     #[arg(long, env = "FLYWHEEL_MODEL_DIR", default_value = flywheel_actors::embedding::DEFAULT_MODEL_DIR)]
-    pub model_dir: std::path::PathBuf,
+    pub model_dir: PathBuf,
 
     #[arg(long, env = "FLYWHEEL_EMBEDDING_BASE_URL", default_value = "https://api.openai.com/v1")]
     pub embedding_base_url: String,
@@ -212,6 +214,20 @@ pub struct Config {
     #[arg(long, env = "FLYWHEEL_CLUSTER_COOKIE", hide_env_values = true)]
     pub cluster_cookie: Option<String>,
 
+    /// This node's certificate chain (PEM, leaf first) for the cluster transport. With
+    /// FLYWHEEL_CLUSTER_TLS_KEY and FLYWHEEL_CLUSTER_TLS_CA the transport speaks mutual TLS;
+    /// none of the three: plaintext, the cookie only.
+    #[arg(long, env = "FLYWHEEL_CLUSTER_TLS_CERT")]
+    pub cluster_tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of FLYWHEEL_CLUSTER_TLS_CERT.
+    #[arg(long, env = "FLYWHEEL_CLUSTER_TLS_KEY")]
+    pub cluster_tls_key: Option<PathBuf>,
+
+    /// The CA bundle (PEM) every peer's certificate must chain to.
+    #[arg(long, env = "FLYWHEEL_CLUSTER_TLS_CA")]
+    pub cluster_tls_ca: Option<PathBuf>,
+
     /// How long a shard lease lives unless renewed (renewed every third): `10s`, `2500ms`, or
     /// seconds. A dead node's tenants move within about this long.
     #[arg(long, env = "FLYWHEEL_LEASE_TTL", default_value = "10s", value_parser = parse_duration)]
@@ -224,6 +240,52 @@ pub struct Config {
     /// The admin control plane's token; without it the plane is not served.
     #[arg(long, env = "FLYWHEEL_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+
+    /// The admin plane's certificate chain (PEM, leaf first); with FLYWHEEL_ADMIN_TLS_KEY the
+    /// plane speaks TLS (the token is still required).
+    #[arg(long, env = "FLYWHEEL_ADMIN_TLS_CERT")]
+    pub admin_tls_cert: Option<PathBuf>,
+
+    /// The private key (PEM) of FLYWHEEL_ADMIN_TLS_CERT.
+    #[arg(long, env = "FLYWHEEL_ADMIN_TLS_KEY")]
+    pub admin_tls_key: Option<PathBuf>,
+
+    /// A CA bundle (PEM): clients must present a certificate that chains to it (mutual TLS).
+    #[arg(long, env = "FLYWHEEL_ADMIN_TLS_CLIENT_CA")]
+    pub admin_tls_client_ca: Option<PathBuf>,
+}
+
+/// Names the variables of a TLS setting that must come together: `None` when none is set, an
+/// error naming the missing ones when only some are.
+fn all_or_none<'a, const N: usize>(
+    setting: &str,
+    vars: [(&'static str, Option<&'a PathBuf>); N],
+) -> anyhow::Result<Option<[&'a Path; N]>> {
+    let missing: Vec<&str> = vars.iter().filter(|(_, v)| v.is_none()).map(|(name, _)| *name).collect();
+    if missing.len() == N {
+        return Ok(None);
+    }
+    if !missing.is_empty() {
+        let all: Vec<&str> = vars.iter().map(|(name, _)| *name).collect();
+        anyhow::bail!("{setting} needs {} together; {} is missing", all.join(", "), missing.join(" and "));
+    }
+    let present: Vec<&Path> = vars.iter().filter_map(|(_, v)| v.map(PathBuf::as_path)).collect();
+    Ok(present.try_into().ok())
+}
+
+fn read_pem(var: &str, path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("{var}: read {}", path.display()))
+}
+
+/// Names the variable a [`TlsError`](flywheel_cluster::tls::TlsError) is about.
+fn tls_error(e: flywheel_cluster::tls::TlsError, vars: [&str; 3]) -> anyhow::Error {
+    use flywheel_cluster::tls::TlsInput;
+    let var = match e.input {
+        TlsInput::CertificateChain => vars[0],
+        TlsInput::PrivateKey => vars[1],
+        TlsInput::CaBundle => vars[2],
+    };
+    anyhow::anyhow!("{var}: {e}")
 }
 
 /// `10s`, `2500ms`, `1.5` (seconds).
@@ -287,11 +349,53 @@ impl Config {
             cluster_addr: self.cluster_addr,
             seeds: self.seeds.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
             cookie,
+            tls: self.transport_tls()?,
             grpc_addr: self.admin_token.as_ref().map(|_| self.grpc_addr.to_string()),
             http_addr: Some(self.http_addr.to_string()),
             lease_ttl: self.lease_ttl,
             max_moves_per_tick: 16,
         })
+    }
+
+    /// Mutual TLS of the cluster transport, when its three variables are set.
+    fn transport_tls(&self) -> anyhow::Result<Option<flywheel_cluster::tls::TransportTls>> {
+        const VARS: [&str; 3] = ["FLYWHEEL_CLUSTER_TLS_CERT", "FLYWHEEL_CLUSTER_TLS_KEY", "FLYWHEEL_CLUSTER_TLS_CA"];
+        let Some([cert, key, ca]) = all_or_none(
+            "Cluster transport TLS",
+            [
+                (VARS[0], self.cluster_tls_cert.as_ref()),
+                (VARS[1], self.cluster_tls_key.as_ref()),
+                (VARS[2], self.cluster_tls_ca.as_ref()),
+            ],
+        )?
+        else {
+            return Ok(None);
+        };
+        if self.cluster_addr.is_none() {
+            tracing::warn!("FLYWHEEL_CLUSTER_TLS_* is set without FLYWHEEL_CLUSTER_ADDR: this node has no transport.");
+        }
+        let (cert, key, ca) = (read_pem(VARS[0], cert)?, read_pem(VARS[1], key)?, read_pem(VARS[2], ca)?);
+        flywheel_cluster::tls::TransportTls::from_pem(&cert, &key, &ca).map(Some).map_err(|e| tls_error(e, VARS))
+    }
+
+    /// TLS of the admin plane, when its certificate and key are set (mutual with a client CA).
+    pub fn admin_tls(&self) -> anyhow::Result<Option<flywheel_cluster::admin::AdminTls>> {
+        const VARS: [&str; 3] = ["FLYWHEEL_ADMIN_TLS_CERT", "FLYWHEEL_ADMIN_TLS_KEY", "FLYWHEEL_ADMIN_TLS_CLIENT_CA"];
+        let identity = all_or_none(
+            "Admin plane TLS",
+            [(VARS[0], self.admin_tls_cert.as_ref()), (VARS[1], self.admin_tls_key.as_ref())],
+        )?;
+        let Some([cert, key]) = identity else {
+            if self.admin_tls_client_ca.is_some() {
+                anyhow::bail!("{} needs {} and {} (the server's own certificate)", VARS[2], VARS[0], VARS[1]);
+            }
+            return Ok(None);
+        };
+        let (cert, key) = (read_pem(VARS[0], cert)?, read_pem(VARS[1], key)?);
+        let client_ca = self.admin_tls_client_ca.as_deref().map(|ca| read_pem(VARS[2], ca)).transpose()?;
+        flywheel_cluster::admin::AdminTls::from_pem(&cert, &key, client_ca.as_deref())
+            .map(Some)
+            .map_err(|e| tls_error(e, VARS))
     }
 
     pub fn database(&self) -> flywheel_storage::DatabaseConfig {

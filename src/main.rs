@@ -150,6 +150,9 @@ async fn migrate(config: &Config) -> Result<()> {
 }
 
 async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
+    // Settings read from files are checked before anything starts.
+    let cluster_config = config.cluster()?;
+    let admin_tls = config.admin_tls()?;
     let db = Database::connect(&config.database()).await.context("connect to PostgreSQL")?;
     let redis = RedisStore::connect(&config.redis()).await.context("connect to Redis")?;
     let vector = VectorMemory::from_config(&config.vector()?, db.clone()).context("set up vector memory")?;
@@ -171,7 +174,6 @@ async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
         db: db.clone(),
     });
     let agents = flywheel_actors::branding::register(flywheel_actors::agent::Registry::default(), branding);
-    let cluster_config = config.cluster()?;
     let leases = flywheel_cluster::Cluster::lease_table(&cluster_config);
     let runtime =
         flywheel_supervisor::Runtime::start(db.clone(), redis.clone(), agents, config.runtime(), leases.clone())
@@ -186,16 +188,19 @@ async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
             let listener = TcpListener::bind(config.grpc_addr)
                 .await
                 .with_context(|| format!("listen on {} (admin gRPC)", config.grpc_addr))?;
-            info!(addr = %config.grpc_addr, "Admin gRPC plane listening.");
+            info!(addr = %config.grpc_addr, tls = admin_tls.is_some(), "Admin gRPC plane listening.");
             let state =
                 flywheel_cluster::admin::AdminState { cluster: cluster.clone(), db: db.clone(), token: token.clone() };
             let mut stop = stop_rx.clone();
-            Some(tokio::spawn(flywheel_cluster::admin::serve(listener, state, async move {
+            Some(tokio::spawn(flywheel_cluster::admin::serve_tls(listener, state, admin_tls, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })))
         }
         None => {
             info!("No FLYWHEEL_ADMIN_TOKEN: the admin gRPC plane is not served.");
+            if admin_tls.is_some() {
+                warn!("FLYWHEEL_ADMIN_TLS_* is set without FLYWHEEL_ADMIN_TOKEN: the admin plane stays off.");
+            }
             None
         }
     };

@@ -1,5 +1,5 @@
 //! `flywheel-bench`: runs the benchmarks — `actors`, `steps`, `tenants` (issue 3), `ingest`
-//! (issue 4), or `all` — prints their figures, and ends with one `SUMMARY` line of ratios and
+//! (issue 4), `cluster` (issue 5), or `all` — prints their figures, and ends with one `SUMMARY` line of ratios and
 //! whether each target is met.
 //!
 //! `cargo run -p flywheel-bench --release -- all`. The exit status is non-zero only when a
@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use flywheel_bench::actors::{self, ActorsConfig};
+use flywheel_bench::cluster::{self, ClusterConfig, PeerArgs};
 use flywheel_bench::ingest::{self, IngestConfig};
 use flywheel_bench::services::Services;
 use flywheel_bench::steps::{self, StepsConfig};
@@ -41,8 +42,15 @@ enum Command {
     /// Event ingestion: a real node's accepted and persisted rates and latency against a raw
     /// binary COPY and a no-op HTTP handler (PostgreSQL, Redis; builds the release node binary).
     Ingest(IngestConfig),
-    /// All four: tenants first (its memory readings are cleanest in a fresh process), then
-    /// actors, steps and ingest.
+    /// Cluster: ractor_cluster request/reply and cast throughput between two processes against
+    /// the same actor in one, and failover time of real node processes (SIGKILL, 10 trials;
+    /// one SIGTERM) against the lease TTL (PostgreSQL, Redis; builds the release node binary).
+    Cluster(ClusterConfig),
+    /// The peer process of the cluster transport benchmark (started by it, not by hand).
+    #[command(hide = true)]
+    ClusterPeer(PeerArgs),
+    /// All five: tenants first (its memory readings are cleanest in a fresh process), then
+    /// actors, steps, ingest and cluster.
     All {
         #[command(flatten)]
         actors: ActorsConfig,
@@ -52,12 +60,23 @@ enum Command {
         tenants: TenantsConfig,
         #[command(flatten)]
         ingest: IngestConfig,
+        #[command(flatten)]
+        cluster: ClusterConfig,
     },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ClusterPeer(args) = cli.command {
+        return match cluster::peer(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: cluster peer: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(cli).await {
         Ok(line) => {
             println!("{line}");
@@ -77,7 +96,18 @@ async fn run(cli: Cli) -> Result<String> {
         Command::Steps(config) => ("steps", steps::run(services, config).await?),
         Command::Tenants(config) => ("tenants", tenants::run(services, config).await?),
         Command::Ingest(config) => ("ingest", ingest::run(services, config).await?),
-        Command::All { actors: actors_config, steps: steps_config, tenants: tenants_config, ingest: ingest_config } => {
+        Command::Cluster(config) => ("cluster", cluster::run(services, config).await?),
+        Command::ClusterPeer(args) => {
+            cluster::peer(args).await?;
+            return Ok(String::new());
+        }
+        Command::All {
+            actors: actors_config,
+            steps: steps_config,
+            tenants: tenants_config,
+            ingest: ingest_config,
+            cluster: cluster_config,
+        } => {
             let mut targets = tenants::run(services, tenants_config).await?;
             println!();
             targets.extend(actors::run(actors_config).await?);
@@ -85,9 +115,25 @@ async fn run(cli: Cli) -> Result<String> {
             targets.extend(steps::run(services, steps_config).await?);
             println!();
             targets.extend(ingest::run(services, ingest_config).await?);
+            println!();
+            targets.extend(cluster::run(services, cluster_config).await?);
             ("all", targets)
         }
     };
     println!();
     Ok(summary(name, &targets))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn every_flag_of_every_subcommand_is_unique() {
+        // `all` flattens every benchmark's flags: clap's own consistency check catches two
+        // benchmarks claiming the same argument id.
+        Cli::command().debug_assert();
+    }
 }

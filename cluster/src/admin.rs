@@ -4,6 +4,9 @@
 //! - Every call, server reflection included, passes the admin token check ([`auth`]): a
 //!   missing or wrong `authorization: Bearer <token>` is `UNAUTHENTICATED`.
 //! - Server reflection (v1 and v1alpha) describes the service, so `grpcurl` needs no .proto.
+//! - TLS is optional ([`AdminTls`]): a server identity, and with a client CA mutual TLS, where
+//!   a client without a certificate signed by that CA cannot even connect. The token is
+//!   checked on top of either.
 //! - Arguments are parsed and answers built in [`wire`]; every error becomes a status in one
 //!   place, [`status`]: the caller's mistakes name the field, storage and runtime trouble is
 //!   logged here and answered without its internals.
@@ -29,8 +32,10 @@ use flywheel_supervisor::RuntimeError;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
+use crate::tls::{self, TlsError, TlsInput};
 use crate::{Cluster, ClusterError};
 
 /// Who the audit log says acted, for decisions and tenants made through this plane.
@@ -51,11 +56,67 @@ impl std::fmt::Debug for AdminState {
     }
 }
 
-/// Serves the admin service and reflection on `listener` until `shutdown` completes, then
-/// finishes the calls in flight.
+/// The admin plane's TLS: the server's identity and, for mutual TLS, the CA that client
+/// certificates must chain to. Built (and checked) at start. Cheap to clone.
+#[derive(Clone)]
+pub struct AdminTls {
+    config: ServerTlsConfig,
+    mutual: bool,
+}
+
+impl std::fmt::Debug for AdminTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminTls").field("mutual", &self.mutual).finish_non_exhaustive()
+    }
+}
+
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl AdminTls {
+    /// From the server's certificate chain and key and, for mutual TLS, the client CA bundle,
+    /// all PEM.
+    pub fn from_pem(cert_chain: &[u8], key: &[u8], client_ca: Option<&[u8]>) -> Result<Self, TlsError> {
+        tls::install_crypto_provider();
+        // tonic parses these only when the server is built; parse them here for errors that
+        // name the input.
+        tls::certificates(cert_chain, TlsInput::CertificateChain)?;
+        tls::private_key(key)?;
+        let mut config =
+            ServerTlsConfig::new().identity(Identity::from_pem(cert_chain, key)).timeout(TLS_HANDSHAKE_TIMEOUT);
+        if let Some(ca) = client_ca {
+            tls::roots(ca)?;
+            config = config.client_ca_root(Certificate::from_pem(ca));
+        }
+        // Building a server's TLS acceptor checks that the key goes with the certificate.
+        tonic::transport::Server::builder().tls_config(config.clone()).map_err(|e| TlsError {
+            input: TlsInput::PrivateKey,
+            message: format!("does not go with the certificate chain: {e}"),
+        })?;
+        Ok(Self { config, mutual: client_ca.is_some() })
+    }
+
+    /// Whether clients must present a certificate.
+    pub fn is_mutual(&self) -> bool {
+        self.mutual
+    }
+}
+
+/// Serves the admin service and reflection on `listener` in plaintext until `shutdown`
+/// completes, then finishes the calls in flight.
 pub async fn serve(
     listener: TcpListener,
     state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    serve_tls(listener, state, None, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is set.
+pub async fn serve_tls(
+    listener: TcpListener,
+    state: AdminState,
+    tls: Option<AdminTls>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
     if state.token.is_empty() {
@@ -79,7 +140,12 @@ pub async fn serve(
         .ok()
         .map(|s| InterceptedService::new(s, auth.clone()));
     let service = AdminServer::with_interceptor(AdminService { state }, auth);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        tracing::info!(mutual = tls.mutual, "The admin plane speaks TLS.");
+        builder = builder.tls_config(tls.config)?;
+    }
+    builder
         .add_service(service)
         .add_optional_service(v1)
         .add_optional_service(v1alpha)

@@ -7,6 +7,8 @@
 //!   loop: heartbeat, renew, plan, release, acquire — every decision judged by PostgreSQL.
 //! - `transport`: the ractor_cluster node server and this node's router actor, through which
 //!   other nodes hand it runs and ask for a tenant's live tree.
+//! - [`tls`]: mutual TLS of the transport (optional; the cookie is checked either way) and the
+//!   PEM loading the admin plane's TLS shares.
 //!
 //! ractor_cluster gives transport and process groups only; who owns a tenant is decided by the
 //! leases alone, and a stale owner is stopped by the fence on every checkpoint, not by the
@@ -15,6 +17,7 @@
 pub mod admin;
 mod leases;
 pub mod placement;
+pub mod tls;
 mod transport;
 
 use std::net::SocketAddr;
@@ -41,6 +44,9 @@ pub struct ClusterConfig {
     pub seeds: Vec<String>,
     /// The shared secret of the cluster transport (`FLYWHEEL_CLUSTER_COOKIE`).
     pub cookie: String,
+    /// Mutual TLS of the cluster transport (`FLYWHEEL_CLUSTER_TLS_{CERT,KEY,CA}`); `None`:
+    /// plaintext, the cookie only.
+    pub tls: Option<tls::TransportTls>,
     /// Advertised in the registry for operators and `flywheel admin nodes`.
     pub grpc_addr: Option<String>,
     pub http_addr: Option<String>,
@@ -59,6 +65,7 @@ impl ClusterConfig {
             cluster_addr: None,
             seeds: Vec::new(),
             cookie: String::new(),
+            tls: None,
             grpc_addr: None,
             http_addr: None,
             lease_ttl: Duration::from_secs(10),

@@ -1,4 +1,5 @@
-//! The cluster transport: a ractor_cluster `NodeServer` (shared-secret cookie) and this node's
+//! The cluster transport: a ractor_cluster `NodeServer` (shared-secret cookie, optionally over
+//! mutual TLS — see [`crate::tls`]) and this node's
 //! router actor, a member of the process group `flywheel.node.<node id>`, so any node can
 //! address any other by id. Messages are the typed, versioned structs of
 //! `flywheel_contracts::cluster`, carried as bytes.
@@ -6,6 +7,10 @@
 //! Peers are found from the seeds at start and, every tick, from the node registry in
 //! PostgreSQL: a live node with no router in the process groups is connected to again, so the
 //! mesh heals after a partition or a restart.
+//!
+//! With TLS the server runs in ractor_cluster's isolated mode: its transitive mode connects to
+//! the peers of a peer in plaintext, which a TLS listener would refuse; the registry already
+//! gives every node every peer's address.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +26,7 @@ use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use ractor_cluster::{NodeServer, NodeServerMessage, RactorClusterMessage};
 
 use crate::leases::{Forwarder, LeaseTable};
+use crate::tls::{TransportTls, server_name};
 use crate::{ClusterConfig, ClusterError};
 
 /// How long a remote request waits for its answer.
@@ -134,6 +140,7 @@ pub(crate) struct Transport {
     node: String,
     server: ActorRef<NodeServerMessage>,
     router: ActorRef<RouterMsg>,
+    tls: Option<TransportTls>,
 }
 
 impl Transport {
@@ -143,13 +150,20 @@ impl Transport {
         runtime: Runtime,
         _table: Arc<LeaseTable>,
     ) -> Result<Self, ClusterError> {
+        use ractor_cluster::node::NodeConnectionMode;
+        let (encryption, mode) = match &config.tls {
+            Some(tls) => {
+                (Some(ractor_cluster::IncomingEncryptionMode::Tls(tls.acceptor())), NodeConnectionMode::Isolated)
+            }
+            None => (None, NodeConnectionMode::Transitive),
+        };
         let server = NodeServer::new(
             addr.port(),
             config.cookie.clone(),
             config.node_id.clone(),
             addr.ip().to_string(),
-            None,
-            Some(ractor_cluster::node::NodeConnectionMode::Transitive),
+            encryption,
+            Some(mode),
         )
         .with_listen_addr(addr.ip());
         let (server, _) = Actor::spawn(None, server, ())
@@ -158,7 +172,8 @@ impl Transport {
         let (router, _) = Actor::spawn(None, Router, RouterState { node: config.node_id.clone(), runtime })
             .await
             .map_err(|e| ClusterError::Unavailable(format!("cannot start the cluster router: {e}")))?;
-        let transport = Self { node: config.node_id.clone(), server, router };
+        tracing::info!(%addr, tls = config.tls.is_some(), "Cluster transport listening.");
+        let transport = Self { node: config.node_id.clone(), server, router, tls: config.tls.clone() };
         for seed in &config.seeds {
             transport.connect(seed).await;
         }
@@ -166,7 +181,17 @@ impl Transport {
     }
 
     async fn connect(&self, addr: &str) {
-        match ractor_cluster::client_connect(&self.server, addr).await {
+        let connected = match &self.tls {
+            None => ractor_cluster::client_connect(&self.server, addr).await,
+            Some(tls) => {
+                let Some(name) = server_name(addr) else {
+                    tracing::warn!(peer = addr, "A peer address without a usable host name; not connecting.");
+                    return;
+                };
+                ractor_cluster::client_connect_enc(&self.server, addr, tls.connector(), name).await
+            }
+        };
+        match connected {
             Ok(()) => tracing::info!(peer = addr, "Connected to a cluster peer."),
             Err(e) => tracing::warn!(peer = addr, error = %e, "Cannot reach a cluster peer yet."),
         }

@@ -18,6 +18,7 @@ mod openapi;
 mod redis;
 mod rls;
 mod runtime;
+mod tls;
 mod tracker;
 mod tracking;
 mod vector;
