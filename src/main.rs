@@ -179,9 +179,15 @@ async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
         flywheel_supervisor::Runtime::start(db.clone(), redis.clone(), agents, config.runtime(), leases.clone())
             .await
             .context("start the actor runtime")?;
-    let cluster = flywheel_cluster::Cluster::start(cluster_config, db.clone(), runtime.clone(), leases)
-        .await
-        .map_err(|e| anyhow::anyhow!("join the cluster: {e}"))?;
+    let cluster = flywheel_cluster::Cluster::start(
+        cluster_config,
+        db.clone(),
+        Some(redis.cluster_bus()),
+        runtime.clone(),
+        leases,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("join the cluster: {e}"))?;
     info!(node_id = cluster.node_id(), shards = cluster.held_shards(), "Node placed in the cluster.");
     let admin = match &config.admin_token {
         Some(token) => {

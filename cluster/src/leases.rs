@@ -6,10 +6,13 @@
 //! database's expiry even with some clock drift. Safety never rests on that belief: every
 //! checkpoint re-checks the lease in PostgreSQL under a share lock (the fence).
 //!
-//! [`Ticker::tick`], every third of the time-to-live: heartbeat; renew what is held (dropping
-//! what was lost); read the members and leases; [`plan`]; stop the tenants of shards to hand
-//! over, then release them; acquire the free or expired shards this node should own, then
-//! resume their runs.
+//! [`Ticker::tick`], every third of the time-to-live and whenever another node announces a
+//! change on the cluster bus (Redis pub/sub): heartbeat; renew what is held (dropping what was
+//! lost); read the members and leases; [`plan`]; stop the tenants of shards to hand over, then
+//! release them; acquire the free or expired shards this node should own, then resume their
+//! runs; announce what changed. Rebalancing releases stay limited to one batch per third of
+//! the time-to-live however often the node is woken, so announcements speed moves up without
+//! letting a join thrash the cluster.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
@@ -19,6 +22,7 @@ use flywheel_contracts::TenantId;
 use flywheel_contracts::api::run::AgentName;
 use flywheel_contracts::ids::RunId;
 use flywheel_storage::cluster::{Held, NodeRegistration};
+use flywheel_storage::cluster_bus::ClusterBus;
 use flywheel_storage::runs::Fence;
 use flywheel_storage::{Database, StorageError};
 use flywheel_supervisor::{Claim, Ownership, Runtime};
@@ -155,11 +159,24 @@ pub(crate) struct Ticker {
     db: Database,
     table: Arc<LeaseTable>,
     runtime: Runtime,
+    bus: Option<ClusterBus>,
+    /// When this node last handed shards over to rebalance (not to drain).
+    last_rebalance: Option<Instant>,
 }
 
 impl Ticker {
-    pub(crate) fn new(config: ClusterConfig, db: Database, table: Arc<LeaseTable>, runtime: Runtime) -> Self {
-        Self { config, db, table, runtime }
+    pub(crate) fn new(
+        config: ClusterConfig,
+        db: Database,
+        table: Arc<LeaseTable>,
+        runtime: Runtime,
+        bus: Option<ClusterBus>,
+    ) -> Self {
+        Self { config, db, table, runtime, bus, last_rebalance: None }
+    }
+
+    pub(crate) async fn announce(&self) {
+        crate::announce(self.bus.as_ref(), &self.config.node_id).await;
     }
 
     /// One round; a failing step is logged and the next tick tries again (what is held lapses
@@ -209,7 +226,17 @@ impl Ticker {
             })
             .collect();
         self.table.set_owners(&views);
-        let planned = plan(&me, &live, &views, self.config.max_moves_per_tick, draining);
+        let mut planned = plan(&me, &live, &views, self.config.max_moves_per_tick, draining);
+        // One rebalancing batch per period, however often announcements wake this node.
+        let period = ttl / 3;
+        if !draining && !planned.release.is_empty() {
+            if self.last_rebalance.is_some_and(|at| at.elapsed() < period) {
+                planned.release.clear();
+            } else {
+                self.last_rebalance = Some(Instant::now());
+            }
+        }
+        let mut changed = false;
 
         // Hand over: stop the tenants first, then give the leases up.
         if !planned.release.is_empty() {
@@ -219,6 +246,7 @@ impl Ticker {
             let release: Vec<Held> = planned.release.iter().map(|(s, e)| (i32::from(s.get()), *e)).collect();
             let released = self.db.release_shards(&me, &release).await?;
             tracing::info!(node_id = %me, shards = released.len(), draining, "Handed shards over.");
+            changed |= !released.is_empty();
         }
 
         // Take what is free and ours, then resume its runs.
@@ -230,7 +258,11 @@ impl Ticker {
                 self.table.hold(&acquired, sent, ttl);
                 tracing::info!(node_id = %me, shards = acquired.len(), "Acquired shards.");
                 self.runtime.sweep_now();
+                changed = true;
             }
+        }
+        if changed {
+            self.announce().await;
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use flywheel_contracts::TenantId;
 use flywheel_storage::cluster::{LeaseRecord, NodeRecord, NodeRegistration};
+use flywheel_storage::cluster_bus::{ClusterBus, ClusterListener, Heard};
 use flywheel_storage::{Database, StorageError};
 use flywheel_supervisor::{Runtime, RuntimeError, TenantTree};
 use tokio::task::JoinHandle;
@@ -118,7 +119,36 @@ struct Inner {
     table: Arc<LeaseTable>,
     runtime: Runtime,
     transport: Option<transport::Transport>,
+    bus: Option<ClusterBus>,
     lease_loop: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The shortest time between two ticks woken by announcements: a burst of them costs one tick.
+const MIN_TICK_GAP: Duration = Duration::from_millis(100);
+
+/// Waits for the next tick: `deadline` (the period), or sooner when a node announces a change on
+/// the bus — this one included (a drain asked through its own admin plane, or one more look
+/// after its own move, which is cheap). A closed subscription falls back to the period alone.
+async fn next_tick(listener: &mut Option<ClusterListener>, deadline: tokio::time::Instant) {
+    loop {
+        let Some(l) = listener.as_mut() else {
+            tokio::time::sleep_until(deadline).await;
+            return;
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return,
+            heard = l.next() => match heard {
+                Some(Heard::Change { .. } | Heard::Missed) => {
+                    l.skip_pending();
+                    return;
+                }
+                None => {
+                    tracing::warn!("The cluster bus closed; ticking on the period alone.");
+                    *listener = None;
+                }
+            },
+        }
+    }
 }
 
 impl Cluster {
@@ -130,9 +160,12 @@ impl Cluster {
 
     /// Registers the node, starts its transport (when configured) and the lease loop. The first
     /// tick runs before this returns, so a lone node owns its shards when it starts serving.
+    /// With a `bus` (Redis pub/sub) the node announces its changes and ticks as soon as another
+    /// node announces one; without, every change waits for the period (a third of the TTL).
     pub async fn start(
         config: ClusterConfig,
         db: Database,
+        bus: Option<ClusterBus>,
         runtime: Runtime,
         table: Arc<LeaseTable>,
     ) -> Result<Self, ClusterError> {
@@ -144,10 +177,36 @@ impl Cluster {
         if let Some(t) = &transport {
             table.set_forwarder(t.forwarder());
         }
-        let inner = Arc::new(Inner { config, db, table, runtime, transport, lease_loop: std::sync::Mutex::new(None) });
-        let mut ticker =
-            leases::Ticker::new(inner.config.clone(), inner.db.clone(), inner.table.clone(), inner.runtime.clone());
+        // Subscribed before the first tick, so no change announced from then on is missed.
+        let mut listener = match &bus {
+            Some(bus) => match bus.listen().await {
+                Ok(listener) => Some(listener),
+                Err(e) => {
+                    tracing::warn!(error = %e, "Cannot subscribe to the cluster bus; ticking on the period alone.");
+                    None
+                }
+            },
+            None => None,
+        };
+        let inner = Arc::new(Inner {
+            config,
+            db,
+            table,
+            runtime,
+            transport,
+            bus: bus.clone(),
+            lease_loop: std::sync::Mutex::new(None),
+        });
+        let mut ticker = leases::Ticker::new(
+            inner.config.clone(),
+            inner.db.clone(),
+            inner.table.clone(),
+            inner.runtime.clone(),
+            bus,
+        );
         ticker.tick().await;
+        // Joined: the holders of this node's share hand it over now rather than at their period.
+        ticker.announce().await;
         if let Some(t) = &inner.transport {
             t.connect_peers(&inner.db, inner.config.lease_ttl).await;
         }
@@ -156,13 +215,17 @@ impl Cluster {
             loop {
                 let started = tokio::time::Instant::now();
                 ticker.tick().await;
-                let Some(inner) = weak.upgrade() else { return };
+                let Some(inner) = weak.upgrade() else { break };
                 if let Some(t) = &inner.transport {
                     t.connect_peers(&inner.db, inner.config.lease_ttl).await;
                 }
                 let every = inner.config.lease_ttl / 3;
                 drop(inner);
-                tokio::time::sleep_until(started + every).await;
+                next_tick(&mut listener, started + every).await;
+                tokio::time::sleep_until(started + MIN_TICK_GAP).await;
+            }
+            if let Some(listener) = listener {
+                listener.close().await;
             }
         });
         if let Ok(mut slot) = inner.lease_loop.lock() {
@@ -204,13 +267,20 @@ impl Cluster {
         Ok(self.inner.db.shard_leases().await?)
     }
 
-    /// Asks a node to hand all its shards over; it does so on its next tick (within a third of
-    /// the lease time-to-live) and takes none until it restarts.
+    /// Asks a node to hand all its shards over; it does so at once when it hears the
+    /// announcement on the bus, else on its next tick (within a third of the lease
+    /// time-to-live), and takes none until it restarts.
     pub async fn drain(&self, node_id: &str) -> Result<(), ClusterError> {
         match self.inner.db.set_draining(node_id, true).await {
-            Err(StorageError::NotFound) => Err(ClusterError::NotFound(format!("node {node_id}"))),
-            other => Ok(other?),
+            Err(StorageError::NotFound) => return Err(ClusterError::NotFound(format!("node {node_id}"))),
+            other => other?,
         }
+        self.announce().await;
+        Ok(())
+    }
+
+    async fn announce(&self) {
+        announce(self.inner.bus.as_ref(), &self.inner.config.node_id).await;
     }
 
     /// A tenant's live actor tree on the node that owns it, with that node's id; `None` when
@@ -234,7 +304,8 @@ impl Cluster {
     }
 
     /// Leaves the cluster gracefully: stops the lease loop, stops the tenants, releases every
-    /// shard at once (so others take them on their next tick) and marks the node departed.
+    /// shard at once, marks the node departed and announces it (so others take the shards now,
+    /// or on their next tick without the bus).
     pub async fn shutdown(&self) {
         if let Ok(mut slot) = self.inner.lease_loop.lock()
             && let Some(handle) = slot.take()
@@ -250,9 +321,20 @@ impl Cluster {
         if let Err(e) = self.inner.db.node_left(&self.inner.config.node_id).await {
             tracing::warn!(error = %e, "Could not mark the node departed.");
         }
+        self.announce().await;
         if let Some(t) = &self.inner.transport {
             t.stop();
         }
+    }
+}
+
+/// Tells every node (this one too) that `node` changed something, so they tick now rather than
+/// at their next period. Best effort: a lost announcement only delays them to that period.
+pub(crate) async fn announce(bus: Option<&ClusterBus>, node: &str) {
+    if let Some(bus) = bus
+        && let Err(e) = bus.announce(node).await
+    {
+        tracing::debug!(error = %e, "Could not announce a cluster change; peers notice on their next tick.");
     }
 }
 

@@ -18,6 +18,7 @@ pub mod brand_core;
 pub mod campaigns;
 pub mod catalog;
 pub mod cluster;
+pub mod cluster_bus;
 mod error;
 pub mod event_stream;
 pub mod events;

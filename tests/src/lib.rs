@@ -263,9 +263,15 @@ impl TestApp {
             flywheel_supervisor::Runtime::start(test_db.db.clone(), redis.clone(), registry, runtime, leases.clone())
                 .await
                 .expect("start the runtime");
-        let cluster = flywheel_cluster::Cluster::start(cluster_config, test_db.db.clone(), runtime.clone(), leases)
-            .await
-            .expect("join the (one-node) cluster");
+        let cluster = flywheel_cluster::Cluster::start(
+            cluster_config,
+            test_db.db.clone(),
+            Some(redis.cluster_bus()),
+            runtime.clone(),
+            leases,
+        )
+        .await
+        .expect("join the (one-node) cluster");
         let state = flywheel_gateway::AppState::new(
             test_db.db.clone(),
             redis.clone(),

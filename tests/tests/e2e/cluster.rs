@@ -1,6 +1,7 @@
 //! The cluster with real node processes on loopback, sharing one PostgreSQL database and one
 //! Redis namespace: failover after SIGKILL, a join and a drain, and a paused (SIGSTOP) node
-//! that comes back after losing its leases. Every check is made against what PostgreSQL
+//! that comes back after losing its leases, and the Redis bus making planned moves immediate.
+//! Every check is made against what PostgreSQL
 //! recorded: the shard leases, their history (`shard_lease_log`, one acquisition per shard and
 //! epoch) and the node and lease epoch of every committed step.
 
@@ -444,6 +445,37 @@ async fn a_joining_node_takes_about_a_quarter_and_a_drained_node_hands_everythin
     let n4_row = nodes["nodes"].as_array().and_then(|n| n.iter().find(|n| n["node_id"] == "n4")).cloned();
     assert!(n4_row.as_ref().is_some_and(|n| n["draining"] == true && n["shards"] == 0), "{nodes}");
     drop((n1, n2, n3, n4));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcements_on_the_bus_move_shards_at_once_yet_keep_joins_rate_limited() {
+    // A minute-long TTL: nodes tick every 20 s on their own, so a move seen within 8 s of the
+    // event that caused it was made because a node heard an announcement.
+    let cluster = Cluster::new(Duration::from_secs(60)).await;
+    let n1 = cluster.start("n1", &[]).await;
+    assert_eq!(cluster.shards_per_node().await.get("n1"), Some(&256), "a lone node owns every shard");
+
+    // n2 announces its arrival; n1 hands one batch over at once and announces the release;
+    // n2 takes it at once.
+    let n2 = cluster.start("n2", &[n1.cluster_port]).await;
+    let first = eventually("n2 to take its first batch", Duration::from_secs(8), || async {
+        cluster.shards_per_node().await.get("n2").copied().filter(|n| *n > 0)
+    })
+    .await;
+    // Woken or not, n1 releases at most one batch (16) per period, so a join never thrashes.
+    assert!(first <= 16, "one rate-limited batch, not {first}");
+    assert!(log_of(&n1).contains("Handed shards over"), "n1 logged its handover");
+
+    // A graceful stop: n1 releases everything and announces it; n2 takes it all at once.
+    signal(&n1, "TERM");
+    eventually("n2 to own every shard", Duration::from_secs(8), || async {
+        (cluster.shards_per_node().await.get("n2") == Some(&256)).then_some(())
+    })
+    .await;
+    let nodes = admin(&n2, &["nodes"]);
+    let n1_row = nodes["nodes"].as_array().and_then(|n| n.iter().find(|n| n["node_id"] == "n1")).cloned();
+    assert!(n1_row.as_ref().is_some_and(|n| n["live"] == false && n["shards"] == 0), "{nodes}");
+    drop(n2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
