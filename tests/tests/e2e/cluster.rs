@@ -495,8 +495,12 @@ async fn a_paused_node_past_its_lease_cannot_checkpoint_and_rejoins() {
     })
     .await;
     signal(&n2, "STOP");
-    // n1 now holds n2's former shards at a higher epoch.
-    let during = cluster.settled(&["n1"], ttl + Duration::from_secs(5)).await;
+    // n1 now holds n2's former shards at a higher epoch. Unlike a killed process, a frozen one
+    // keeps its connections: a checkpoint it was in the middle of keeps its lease row
+    // share-locked until PostgreSQL ends the idle transaction (after max(TTL, 5 s)), and only
+    // then can that shard be taken.
+    let idle_timeout = ttl.max(Duration::from_secs(5));
+    let during = cluster.settled(&["n1"], ttl + idle_timeout + Duration::from_secs(5)).await;
     for (shard, (owner, epoch)) in &before {
         if owner == "n2" {
             assert_eq!(during[shard].0, "n1");
