@@ -1,46 +1,41 @@
-//! Storing ingested events: one transaction per batch, PostgreSQL's binary COPY into a
-//! connection-local staging table, then, per tenant of the batch, an `INSERT … SELECT` under that
-//! tenant's row-level-security context.
+//! Storing ingested events: one call of the database function `flywheel_ingest_events`
+//! (migrations/20261125000007_ingest_speed.sql) per batch, its rows grouped by tenant and passed
+//! as one array per column; the function stores each tenant's group under that tenant's
+//! row-level-security context.
 //!
 //! Why per-tenant contexts and not a role allowed to insert for everyone: the batch's rows reach
-//! `events` only through statements that first `set_config('app.tenant_id', <t>)` and select
-//! `where tenant_id = <t>`, so forced RLS checks every row against its own tenant and the
-//! ingestor cannot read (or stitch against) another tenant's leads, links or events — the same
-//! guarantee as every other path, with no second role to keep right. The staging table is a
-//! temporary table of this connection (invisible to others, emptied at commit).
+//! `events` only through statements that run after `set_config('app.tenant_id', <t>)` and write
+//! `tenant_id = <t>`, so forced RLS checks every row against its own tenant and the ingestor
+//! cannot read (or stitch against) another tenant's leads, links or events — the same guarantee
+//! as every other path, with no second role to keep right. The function is SECURITY INVOKER: it
+//! runs as the app role, like any other statement of the app.
 //!
 //! Exactly once: an event is new unless the tenant already has its id within a day of its
-//! `occurred_at` (a client retry without a timestamp gets a later one) or in the same batch;
-//! the primary key catches a concurrent twin. Identity stitching happens in the same statements:
-//! an event carrying an email links its visitor to that lead (created if new), and every stored
-//! event of a linked visitor carries the lead.
+//! `occurred_at` (a client retry without a timestamp gets a later one) or the batch has it
+//! already (repeats are dropped here, the earliest received kept); the primary key catches a
+//! concurrent twin. Identity stitching happens in the same call: an event carrying an email links
+//! its visitor to that lead (created if new), and every stored event of a linked visitor carries
+//! the lead. `events` has no foreign keys: the function resolves each reference under the
+//! tenant's context (one it does not have becomes NULL), and triggers clear deleted references.
 
 pub mod copy_writer;
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
-
+use chrono::{DateTime, Utc};
 use flywheel_contracts::ingest::IngestEntry;
+use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
-use sqlx::{Acquire, Postgres};
 use uuid::Uuid;
 
 use crate::{Database, Result, StorageError};
-use copy_writer::CopyWriter;
 
-const STAGE: &str = "create temp table if not exists ingest_stage (
-  tenant_id uuid not null, id uuid not null, event_type text not null, source text not null,
-  occurred_at timestamptz not null, received_at timestamptz not null, session_id text, visitor_id text,
-  lead_id uuid, campaign_id uuid, landing_page_id uuid, email_id uuid, ad_id text, meta jsonb not null,
-  identify_email text
-) on commit delete rows;
-create index if not exists ingest_stage_tenant_idx on ingest_stage (tenant_id, id)";
+const INGEST: &str =
+    "select flywheel_ingest_events($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)";
 
 /// Why a batch was not stored.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     /// PostgreSQL refused the data itself (SQLSTATE class 22, data exception, or 23, integrity
-    /// constraint): the same rows fail the same way every time.
+    /// constraint), or a timestamp no database can hold: the same rows fail the same way every time.
     #[error("refused by the database: {0}")]
     Refused(String),
     /// Anything else — unreachable, deadlock, timeout, serialization: retry the whole batch.
@@ -57,11 +52,8 @@ fn classify(e: sqlx::Error) -> IngestError {
     IngestError::Storage(e.into())
 }
 
-const COPY: &str = "copy ingest_stage (tenant_id, id, event_type, source, occurred_at, received_at, session_id, \
-                    visitor_id, lead_id, campaign_id, landing_page_id, email_id, ad_id, meta, identify_email) \
-                    from stdin (format binary)";
-
-/// A connection dedicated to one ingestor, with its staging table.
+/// A connection dedicated to one ingestor: its statement is prepared once and stays cached, as do
+/// the function's plans.
 #[derive(Debug)]
 pub struct IngestWriter {
     conn: PoolConnection<Postgres>,
@@ -77,86 +69,129 @@ pub struct WriteReport {
     pub tenants: usize,
 }
 
-/// What the tenant's part of a batch needs beyond the plain insert.
-#[derive(Debug, Default, Clone, Copy)]
-struct Needs {
-    identify: bool,
-    lead: bool,
-    campaign: bool,
-    landing_page: bool,
-    email: bool,
-    visitor: bool,
-}
-
 impl Database {
     /// A connection for an ingestor, held for its lifetime.
     pub async fn ingest_writer(&self) -> Result<IngestWriter> {
-        let mut conn = self.pool().acquire().await?;
-        sqlx::raw_sql(STAGE).execute(&mut *conn).await?;
+        let conn = self.pool().acquire().await?;
         Ok(IngestWriter { conn, db: self.clone() })
     }
 }
 
-/// Encodes entries as the staging table's binary COPY stream.
-pub fn encode_stage(batch: &[IngestEntry]) -> Vec<u8> {
-    let mut w = CopyWriter::new();
-    for e in batch {
-        w.row(15)
-            .uuid(&e.tenant)
-            .uuid(&e.id)
-            .text(e.event_type.as_str())
-            .text(e.source.as_str())
-            .timestamp_us(e.occurred_at_us)
-            .timestamp_us(e.received_at_us)
-            .opt_text(e.session_id.as_deref())
-            .opt_text(e.visitor_id.as_deref())
-            .opt_uuid(e.lead_id.as_ref())
-            .opt_uuid(e.campaign_id.as_ref())
-            .opt_uuid(e.landing_page_id.as_ref())
-            .opt_uuid(e.email_id.as_ref())
-            .opt_text(e.ad_id.as_deref())
-            .jsonb(&e.meta)
-            .opt_text(e.identify_email.as_deref());
+/// A batch in the shape `flywheel_ingest_events` takes: one array per column, rows grouped by
+/// tenant (group `i` ends before row `ends[i]`), each `(tenant, id)` once.
+#[derive(Debug, Default)]
+struct Columns<'a> {
+    tenants: Vec<Uuid>,
+    ends: Vec<i32>,
+    id: Vec<Uuid>,
+    event_type: Vec<&'a str>,
+    source: Vec<&'a str>,
+    occurred_at: Vec<DateTime<Utc>>,
+    received_at: Vec<DateTime<Utc>>,
+    session_id: Vec<Option<&'a str>>,
+    visitor_id: Vec<Option<&'a str>>,
+    lead_id: Vec<Option<Uuid>>,
+    campaign_id: Vec<Option<Uuid>>,
+    landing_page_id: Vec<Option<Uuid>>,
+    email_id: Vec<Option<Uuid>>,
+    ad_id: Vec<Option<&'a str>>,
+    meta: Vec<&'a str>,
+    identify_email: Vec<Option<&'a str>>,
+}
+
+impl<'a> Columns<'a> {
+    /// Groups `batch` by tenant (ordered by id within a tenant, which also keeps the primary key's
+    /// inserts close together) and drops repeats of a `(tenant, id)`, keeping the earliest
+    /// received. Refuses a timestamp outside what PostgreSQL (or any calendar) can hold.
+    fn from_batch(batch: &'a [IngestEntry]) -> Result<Self, IngestError> {
+        let mut order: Vec<&IngestEntry> = batch.iter().collect();
+        order.sort_unstable_by_key(|e| (e.tenant, e.id, e.received_at_us));
+        order.dedup_by_key(|e| (e.tenant, e.id));
+        let n = order.len();
+        let mut c = Columns {
+            id: Vec::with_capacity(n),
+            event_type: Vec::with_capacity(n),
+            source: Vec::with_capacity(n),
+            occurred_at: Vec::with_capacity(n),
+            received_at: Vec::with_capacity(n),
+            session_id: Vec::with_capacity(n),
+            visitor_id: Vec::with_capacity(n),
+            lead_id: Vec::with_capacity(n),
+            campaign_id: Vec::with_capacity(n),
+            landing_page_id: Vec::with_capacity(n),
+            email_id: Vec::with_capacity(n),
+            ad_id: Vec::with_capacity(n),
+            meta: Vec::with_capacity(n),
+            identify_email: Vec::with_capacity(n),
+            ..Columns::default()
+        };
+        let timestamp = |e: &IngestEntry, us: i64| {
+            DateTime::from_timestamp_micros(us)
+                .ok_or_else(|| IngestError::Refused(format!("event {}: timestamp {us} µs out of range", e.id)))
+        };
+        for (i, e) in order.iter().enumerate() {
+            if c.tenants.last() != Some(&e.tenant) {
+                if i > 0 {
+                    c.ends.push(row_number(i)?);
+                }
+                c.tenants.push(e.tenant);
+            }
+            c.id.push(e.id);
+            c.event_type.push(e.event_type.as_str());
+            c.source.push(e.source.as_str());
+            c.occurred_at.push(timestamp(e, e.occurred_at_us)?);
+            c.received_at.push(timestamp(e, e.received_at_us)?);
+            c.session_id.push(e.session_id.as_deref());
+            c.visitor_id.push(e.visitor_id.as_deref());
+            c.lead_id.push(e.lead_id);
+            c.campaign_id.push(e.campaign_id);
+            c.landing_page_id.push(e.landing_page_id);
+            c.email_id.push(e.email_id);
+            c.ad_id.push(e.ad_id.as_deref());
+            c.meta.push(&e.meta);
+            c.identify_email.push(e.identify_email.as_deref());
+        }
+        if n > 0 {
+            c.ends.push(row_number(n)?);
+        }
+        Ok(c)
     }
-    w.finish()
+}
+
+/// A row count as PostgreSQL's array subscript.
+fn row_number(n: usize) -> Result<i32, IngestError> {
+    i32::try_from(n).map_err(|_| IngestError::Refused(format!("a batch of {n} rows is too large")))
 }
 
 impl IngestWriter {
-    /// Stores a batch in one transaction. On error nothing of it is stored.
+    /// Stores a batch in one transaction (one statement). On error nothing of it is stored.
     pub async fn write(&mut self, batch: &[IngestEntry]) -> Result<WriteReport, IngestError> {
         if batch.is_empty() {
             return Ok(WriteReport::default());
         }
-        let mut groups: BTreeMap<Uuid, Needs> = BTreeMap::new();
-        for e in batch {
-            let needs = groups.entry(e.tenant).or_default();
-            needs.identify |= e.identify_email.is_some() || (e.lead_id.is_some() && e.visitor_id.is_some());
-            needs.lead |= e.lead_id.is_some() || e.identify_email.is_some();
-            needs.campaign |= e.campaign_id.is_some();
-            needs.landing_page |= e.landing_page_id.is_some();
-            needs.email |= e.email_id.is_some();
-            needs.visitor |= e.visitor_id.is_some();
-        }
-        let mut sql = String::with_capacity(groups.len() * 1200);
-        for (tenant, needs) in &groups {
-            tenant_statements(&mut sql, tenant, *needs);
-        }
-        let stream = encode_stage(batch);
-        let rows = async {
-            let mut tx = self.conn.begin().await?;
-            let mut copy = tx.copy_in_raw(COPY).await?;
-            copy.send(stream).await?;
-            copy.finish().await?;
-            // Temporary tables get no statistics from autovacuum; without them the per-tenant
-            // statements are planned blind.
-            sqlx::raw_sql("analyze ingest_stage").execute(&mut *tx).await?;
-            let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut *tx).await?;
-            tx.commit().await?;
-            Ok::<u64, sqlx::Error>(done.rows_affected())
-        }
-        .await
-        .map_err(classify)?;
-        Ok(WriteReport { rows, tenants: groups.len() })
+        let c = Columns::from_batch(batch)?;
+        let tenants = c.tenants.len();
+        let rows: i64 = sqlx::query_scalar(INGEST)
+            .bind(c.tenants)
+            .bind(c.ends)
+            .bind(c.id)
+            .bind(c.event_type)
+            .bind(c.source)
+            .bind(c.occurred_at)
+            .bind(c.received_at)
+            .bind(c.session_id)
+            .bind(c.visitor_id)
+            .bind(c.lead_id)
+            .bind(c.campaign_id)
+            .bind(c.landing_page_id)
+            .bind(c.email_id)
+            .bind(c.ad_id)
+            .bind(c.meta)
+            .bind(c.identify_email)
+            .fetch_one(&mut *self.conn)
+            .await
+            .map_err(classify)?;
+        Ok(WriteReport { rows: u64::try_from(rows).unwrap_or_default(), tenants })
     }
 
     /// Records an event given up on, under its tenant.
@@ -203,67 +238,47 @@ impl IngestWriter {
     }
 }
 
-/// The statements storing one tenant's part of the staged batch. `tenant` is a `Uuid`, so
-/// formatting it into SQL cannot inject anything.
-fn tenant_statements(sql: &mut String, tenant: &Uuid, needs: Needs) {
-    let t = tenant;
-    // Writing into a String cannot fail.
-    let _ = writeln!(
-        sql,
-        "select set_config('app.tenant_id', '{t}', true), pg_advisory_xact_lock(hashtextextended('flywheel.events:{t}', 0));"
-    );
-    if needs.identify {
-        let _ = write!(
-            sql,
-            "insert into leads (tenant_id, email, source)
-               select distinct tenant_id, identify_email, 'tracking'
-                 from ingest_stage where tenant_id = '{t}' and identify_email is not null
-             on conflict (tenant_id, email) do nothing;
-             update ingest_stage s set lead_id = l.id
-               from leads l
-              where s.tenant_id = '{t}' and s.identify_email is not null
-                and l.tenant_id = s.tenant_id and l.email = s.identify_email;
-             insert into visitor_links (tenant_id, visitor_id, lead_id, linked_at)
-               select distinct on (s.visitor_id) s.tenant_id, s.visitor_id, l.id, s.occurred_at
-                 from ingest_stage s
-                 join leads l on l.tenant_id = s.tenant_id and l.id = s.lead_id
-                where s.tenant_id = '{t}' and s.visitor_id is not null and s.visitor_id not like 'c.%'
-                order by s.visitor_id, s.occurred_at desc
-             on conflict (tenant_id, visitor_id) do update
-                set lead_id = excluded.lead_id, linked_at = excluded.linked_at
-              where visitor_links.linked_at <= excluded.linked_at;\n"
-        );
+#[cfg(test)]
+mod tests {
+    use flywheel_contracts::events::{EventSource, EventType};
+
+    use super::*;
+
+    fn entry(tenant: u128, id: u128, received_at_us: i64) -> IngestEntry {
+        IngestEntry {
+            format: IngestEntry::FORMAT,
+            tenant: Uuid::from_u128(tenant),
+            id: Uuid::from_u128(id),
+            event_type: EventType::PageView,
+            source: EventSource::Web,
+            occurred_at_us: 1_700_000_000_000_000,
+            received_at_us,
+            visitor_id: None,
+            session_id: None,
+            lead_id: None,
+            campaign_id: None,
+            landing_page_id: None,
+            email_id: None,
+            ad_id: None,
+            identify_email: None,
+            meta: format!("{{\"r\":{received_at_us}}}"),
+        }
     }
-    let lead = match (needs.lead, needs.visitor) {
-        (true, true) => "coalesce((select l.id from leads l where l.tenant_id = s.tenant_id and l.id = s.lead_id),
-                   (select v.lead_id from visitor_links v where v.tenant_id = s.tenant_id and v.visitor_id = s.visitor_id))",
-        (true, false) => "(select l.id from leads l where l.tenant_id = s.tenant_id and l.id = s.lead_id)",
-        (false, true) => {
-            "(select v.lead_id from visitor_links v where v.tenant_id = s.tenant_id and v.visitor_id = s.visitor_id)"
-        }
-        (false, false) => "null::uuid",
-    };
-    let reference = |needed: bool, table: &str, column: &str| {
-        if needed {
-            format!("(select r.id from {table} r where r.tenant_id = s.tenant_id and r.id = s.{column})")
-        } else {
-            "null::uuid".to_owned()
-        }
-    };
-    let campaign = reference(needs.campaign, "campaigns", "campaign_id");
-    let landing_page = reference(needs.landing_page, "landing_pages", "landing_page_id");
-    let email = reference(needs.email, "emails", "email_id");
-    let _ = write!(
-        sql,
-        "insert into events (tenant_id, id, event_type, source, occurred_at, received_at, session_id, visitor_id,
-                             lead_id, campaign_id, landing_page_id, email_id, ad_id, meta)
-         select s.tenant_id, s.id, s.event_type, s.source, s.occurred_at, s.received_at, s.session_id, s.visitor_id,
-                {lead}, {campaign}, {landing_page}, {email}, s.ad_id, s.meta
-           from (select distinct on (id) * from ingest_stage where tenant_id = '{t}' order by id, received_at) s
-          where not exists (select 1 from events e
-                             where e.tenant_id = s.tenant_id and e.id = s.id
-                               and e.occurred_at between s.occurred_at - interval '1 day'
-                                                     and s.occurred_at + interval '1 day')
-         on conflict do nothing;\n"
-    );
+
+    #[test]
+    fn rows_are_grouped_by_tenant_and_a_repeated_id_keeps_its_earliest_receipt() {
+        let batch = [entry(2, 1, 10), entry(1, 7, 10), entry(2, 1, 5), entry(1, 3, 10), entry(3, 1, 10)];
+        let c = Columns::from_batch(&batch).expect("columns");
+        assert_eq!(c.tenants, [1, 2, 3].map(Uuid::from_u128));
+        assert_eq!(c.ends, [2, 3, 4]);
+        assert_eq!(c.id, [3, 7, 1, 1].map(Uuid::from_u128));
+        assert_eq!(c.meta[2], "{\"r\":5}");
+    }
+
+    #[test]
+    fn a_timestamp_no_calendar_holds_is_refused() {
+        let mut e = entry(1, 1, 10);
+        e.occurred_at_us = i64::MAX;
+        assert!(matches!(Columns::from_batch(&[e]), Err(IngestError::Refused(_))));
+    }
 }

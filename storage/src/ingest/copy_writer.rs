@@ -1,6 +1,6 @@
 //! PostgreSQL's binary COPY format, for the columns events have: a header, then per row a field
 //! count and length-prefixed fields, then a trailer. Binary COPY skips text parsing on the
-//! server; it is what the ingestor writes and what the benchmark's raw baseline writes.
+//! server; the benchmark's raw baseline writes it.
 
 use uuid::Uuid;
 

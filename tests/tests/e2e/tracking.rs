@@ -742,3 +742,89 @@ async fn a_batch_mixing_tenants_stores_each_event_under_its_own_tenant_only() {
     tx.commit().await.expect("commit");
     assert_eq!(linked, vec!["v.a".to_owned()]);
 }
+
+/// The count of the tenant's events with a lead, read under its own context.
+async fn events_with_lead(conn: &mut sqlx::PgConnection, tenant: Uuid) -> (i64, i64) {
+    use sqlx::Connection;
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("set");
+    let counts = sqlx::query_as("select count(*), count(lead_id) from events where tenant_id = $1")
+        .bind(tenant)
+        .fetch_one(&mut *tx)
+        .await
+        .expect("count");
+    tx.commit().await.expect("commit");
+    counts
+}
+
+#[tokio::test]
+async fn deleting_a_lead_clears_it_from_its_tenants_events_and_deleting_a_tenant_deletes_its_events() {
+    use sqlx::Connection;
+    let app = TestApp::spawn().await;
+    let a = app.tenant("forget-a").await;
+    let b = app.tenant("forget-b").await;
+    let mut leads = Vec::new();
+    for t in [&a, &b] {
+        let (_, lead) =
+            app.call(Method::POST, "/v1/leads", Some(&t.owner_key), Some(json!({"email": "ann@shop.example"}))).await;
+        leads.push(lead["id"].as_str().expect("lead").parse::<Uuid>().expect("uuid"));
+    }
+    let entry = |tenant: &TestTenant, lead: Uuid| IngestEntry {
+        format: IngestEntry::FORMAT,
+        tenant: tenant.id.as_uuid(),
+        id: Uuid::now_v7(),
+        event_type: flywheel_contracts::events::EventType::Click,
+        source: flywheel_contracts::events::EventSource::Web,
+        occurred_at_us: chrono::Utc::now().timestamp_micros(),
+        received_at_us: chrono::Utc::now().timestamp_micros(),
+        visitor_id: Some("v.shared".into()),
+        session_id: None,
+        lead_id: Some(lead),
+        campaign_id: None,
+        landing_page_id: None,
+        email_id: None,
+        ad_id: None,
+        identify_email: None,
+        meta: "{}".into(),
+    };
+    let batch = vec![entry(&a, leads[0]), entry(&a, leads[0]), entry(&b, leads[1]), entry(&b, leads[1])];
+    let mut writer = app.db().ingest_writer().await.expect("writer");
+    writer.write(&batch).await.expect("stored");
+    let mut conn = app.test_db.app().await;
+    assert_eq!(events_with_lead(&mut conn, a.id.as_uuid()).await, (2, 2));
+    assert_eq!(events_with_lead(&mut conn, b.id.as_uuid()).await, (2, 2));
+
+    // A deletes its lead: A's events lose it, B's (a lead of the same email) keep theirs.
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(a.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("set");
+    let deleted = sqlx::query("delete from leads where id = $1").bind(leads[0]).execute(&mut *tx).await.expect("del");
+    assert_eq!(deleted.rows_affected(), 1);
+    tx.commit().await.expect("commit");
+    assert_eq!(events_with_lead(&mut conn, a.id.as_uuid()).await, (2, 0));
+    assert_eq!(events_with_lead(&mut conn, b.id.as_uuid()).await, (2, 2));
+
+    // The operator deletes tenant A: its events go with it, B's stay.
+    let mut owner = app.test_db.owner().await;
+    let mut tx = owner.begin().await.expect("begin");
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(a.id.to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("set");
+    sqlx::query("delete from tenants where id = $1").bind(a.id.as_uuid()).execute(&mut *tx).await.expect("delete A");
+    tx.commit().await.expect("commit");
+    assert_eq!(events_with_lead(&mut conn, a.id.as_uuid()).await, (0, 0));
+    assert_eq!(events_with_lead(&mut conn, b.id.as_uuid()).await, (2, 2));
+    // A batch for the deleted tenant stores nothing of it and the rest of the batch lands.
+    writer.write(&[entry(&a, leads[0]), entry(&b, leads[1])]).await.expect("stored");
+    assert_eq!(events_with_lead(&mut conn, a.id.as_uuid()).await, (0, 0));
+    assert_eq!(events_with_lead(&mut conn, b.id.as_uuid()).await, (3, 3));
+}
