@@ -3,18 +3,21 @@
 //! Events are spread over a fixed number of shard streams by tenant (`{ns}:ingest:{s<n>}`), so a
 //! tenant's events stay in order and one busy tenant fills only its shard; ingestors read the
 //! shards in rotation. Admission is one Lua script, atomic: the tenant's and the IP's rate limits
-//! (GCRA: a steady rate with a burst), then the shard's backlog bound, then one `XADD` per event.
-//! The edge answers 2xx only after the script returned, and 429/503 when it refused: Redis and
-//! the node never grow past the bound. Entries are deleted once stored (`XACK` + `XDEL`), so a
-//! stream's length is its backlog. These keys are shared by all tenants (they carry tenant ids
-//! inside entries, never in the key), the one exception to `TenantKey`, documented in
-//! ARCHITECTURE.md.
+//! (GCRA: a steady rate with a burst), then the shard's backlog bound, then one `XADD` of one
+//! entry holding all the request's events (field `e`, see `flywheel_contracts::ingest`) and
+//! their count (field `n`). The edge answers 2xx only after the script returned, and 429/503
+//! when it refused: Redis and the node never grow past the bound. The bound counts events, not
+//! entries: each shard has an event count (`…:events`) that the scripts adding and deleting
+//! entries keep. Entries are deleted once all their events are stored or dead-lettered (`XACK` +
+//! `XDEL`), so a stream's length is its backlog. Scripts are loaded once and called by SHA-1.
+//! These keys are shared by all tenants (they carry tenant ids inside entries, never in the
+//! key), the one exception to `TenantKey`, documented in ARCHITECTURE.md.
 
 use std::time::Duration;
 
 use flywheel_contracts::TenantId;
 use fred::prelude::LuaInterface;
-use fred::types::Value;
+use fred::types::{FromValue, Value};
 
 use crate::redis::{RedisStore, TenantKey};
 use crate::{Result, StorageError};
@@ -26,7 +29,7 @@ pub const GROUP: &str = "ingest";
 pub struct StreamConfig {
     /// Shard streams; fixed for a deployment (changing it re-routes tenants).
     pub shards: u16,
-    /// Entries one shard may hold (not yet stored) before the edge answers 503.
+    /// Events one shard may hold (not yet stored) before the edge answers 503.
     pub max_backlog_per_shard: u64,
 }
 
@@ -60,13 +63,23 @@ pub enum Admission {
     },
 }
 
-/// One entry read from a shard.
+/// One entry read from a shard: the events of one request (format 2), or one event (format 1,
+/// written before format 2 existed).
 #[derive(Debug, Clone)]
 pub struct StreamEntry {
     pub shard: u16,
     pub id: String,
     /// `None` when the entry was deleted while pending (nothing to store; just acknowledge it).
     pub payload: Option<Vec<u8>>,
+    /// The events the entry holds, as the edge counted them (1 for an entry without the count).
+    pub events: u32,
+}
+
+impl StreamEntry {
+    /// The name of one of the entry's events in attempts and dead letters: `<entry id>/<index>`.
+    pub fn event_name(&self, index: usize) -> String {
+        format!("{}/{index}", self.id)
+    }
 }
 
 /// The event streams over a [`RedisStore`].
@@ -76,9 +89,46 @@ pub struct EventStream {
     config: StreamConfig,
 }
 
-const ADMIT: &str = r#"
--- KEYS: stream, tenant bucket, ip bucket. ARGV: max backlog, tenant rate, ip rate (0 = none),
--- count, payloads...
+/// A script loaded into Redis once (`SCRIPT LOAD`) and called by its SHA-1 (`EVALSHA`), so a
+/// call sends the arguments and not the script's text. After Redis lost it (a restart,
+/// `SCRIPT FLUSH`) the `NOSCRIPT` answer loads it again and the call is repeated.
+#[derive(Debug)]
+struct Script {
+    lua: &'static str,
+    sha: std::sync::OnceLock<String>,
+}
+
+impl Script {
+    const fn new(lua: &'static str) -> Self {
+        Self { lua, sha: std::sync::OnceLock::new() }
+    }
+
+    async fn load(&self, redis: &RedisStore) -> Result<String> {
+        let sha: String = redis.pool().script_load(self.lua).await?;
+        // The SHA-1 of a text is the same on every server: a racing load stores the same value.
+        let _ = self.sha.set(sha.clone());
+        Ok(sha)
+    }
+
+    async fn call<R: FromValue>(&self, redis: &RedisStore, keys: Vec<String>, args: Vec<Value>) -> Result<R> {
+        let sha = match self.sha.get() {
+            Some(sha) => sha.clone(),
+            None => self.load(redis).await?,
+        };
+        match redis.pool().evalsha(sha, keys.clone(), args.clone()).await {
+            Err(e) if e.details().starts_with("NOSCRIPT") => {
+                let sha = self.load(redis).await?;
+                Ok(redis.pool().evalsha(sha, keys, args).await?)
+            }
+            other => Ok(other?),
+        }
+    }
+}
+
+static ADMIT: Script = Script::new(
+    r#"
+-- KEYS: stream, tenant bucket, ip bucket, the stream's event count. ARGV: max backlog (events),
+-- tenant rate, ip rate (0 = none), events in the entry, the entry's payload.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local n = tonumber(ARGV[4])
@@ -101,67 +151,157 @@ if ip_rate > 0 then
   i_tat, i_wait = gcra(KEYS[3], ip_rate, 1)
   if i_wait > 0 then return {1, math.ceil(i_wait / 1000)} end
 end
-if redis.call('XLEN', KEYS[1]) + n > tonumber(ARGV[1]) then return {2, 1000} end
+-- The backlog in events, not entries (an entry holds a request's events). An empty stream
+-- holds none, whatever the count says: a count left behind cannot refuse events for ever.
+local backlog = tonumber(redis.call('GET', KEYS[4]) or '0')
+if backlog > 0 and redis.call('XLEN', KEYS[1]) == 0 then backlog = 0 end
+if backlog + n > tonumber(ARGV[1]) then return {2, 1000} end
 redis.call('SET', KEYS[2], string.format('%.0f', t_tat), 'PX', math.ceil((t_tat - now) / 1000) + 1000)
 if ip_rate > 0 then
   redis.call('SET', KEYS[3], string.format('%.0f', i_tat), 'PX', math.ceil((i_tat - now) / 1000) + 1000)
 end
-for i = 1, n do
-  redis.call('XADD', KEYS[1], '*', 'e', ARGV[4 + i])
-end
+redis.call('XADD', KEYS[1], '*', 'e', ARGV[5], 'n', ARGV[4])
+redis.call('SET', KEYS[4], backlog + n)
 return {0, 0}
-"#;
+"#,
+);
 
-const TAKE: &str = r#"
--- KEYS: shard streams. ARGV: group, consumer, count, start id ('>' new, '0' own pending),
--- shard numbers... Returns flat triples {shard, id, payload or false}.
+/// Lua shared by `TAKE` and `CLAIM`: appends entries to `out` as flat quadruples `{shard, id,
+/// payload or false, events}` (an entry's `n` field is its event count; 1 when absent, as in
+/// entries of format 1) and spends the event budget. Reads start with one entry, then size
+/// themselves on the largest entry seen, so a batch passes its event budget by less than one
+/// entry's events.
+macro_rules! read_entries_lua {
+    () => {
+        r#"
+local function read_entries(out, shard, entries, budget, per)
+  for _, e in ipairs(entries) do
+    local n, payload = 1, false
+    if e[2] then
+      payload = e[2][2]
+      for j = 3, #e[2], 2 do
+        if e[2][j] == 'n' then n = tonumber(e[2][j + 1]) or 1 end
+      end
+    end
+    out[#out + 1] = shard
+    out[#out + 1] = e[1]
+    out[#out + 1] = payload
+    out[#out + 1] = n
+    budget = budget - n
+    if n > per then per = n end
+  end
+  return budget, per
+end
+local function next_count(budget, per, left)
+  local c = 1
+  if per > 0 then c = math.max(1, math.floor(budget / per)) end
+  if c > left then c = left end
+  return c
+end
+"#
+    };
+}
+
+static TAKE: Script = Script::new(concat!(
+    read_entries_lua!(),
+    r#"
+-- KEYS: shard streams. ARGV: group, consumer, event budget, start id ('>' new, '0' own
+-- pending), max entries, shard numbers...
 local out = {}
 local budget = tonumber(ARGV[3])
+local left = tonumber(ARGV[5])
+local per = 0
 for i, key in ipairs(KEYS) do
-  if budget <= 0 then break end
-  local ok, res = pcall(redis.call, 'XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', budget, 'STREAMS', key, ARGV[4])
-  if not ok then
-    redis.call('XGROUP', 'CREATE', key, ARGV[1], '0', 'MKSTREAM')
-    res = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', budget, 'STREAMS', key, ARGV[4])
+  local start = ARGV[4]
+  while budget > 0 and left > 0 do
+    local c = next_count(budget, per, left)
+    local ok, res = pcall(redis.call, 'XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', c, 'STREAMS', key, start)
+    if not ok then
+      redis.call('XGROUP', 'CREATE', key, ARGV[1], '0', 'MKSTREAM')
+      res = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', c, 'STREAMS', key, start)
+    end
+    if not res then break end
+    local got = res[1][2]
+    if #got == 0 then break end
+    budget, per = read_entries(out, ARGV[5 + i], got, budget, per)
+    left = left - #got
+    -- Own pending entries are read from an id on: go on after the last one.
+    if start ~= '>' then start = got[#got][1] end
+    if #got < c then break end
   end
-  if res then
-    for _, e in ipairs(res[1][2]) do
-      out[#out + 1] = ARGV[4 + i]
-      out[#out + 1] = e[1]
-      if e[2] then out[#out + 1] = e[2][2] else out[#out + 1] = false end
-      budget = budget - 1
+end
+return out
+"#
+));
+
+static CLAIM: Script = Script::new(concat!(
+    read_entries_lua!(),
+    r#"
+-- KEYS: one shard stream. ARGV: group, consumer, min idle ms, event budget, shard number,
+-- start id, max entries. Returns {next start id, then flat quadruples}.
+local out = {}
+local budget = tonumber(ARGV[4])
+local cursor = ARGV[6]
+local left = tonumber(ARGV[7])
+local per = 0
+while budget > 0 and left > 0 do
+  local c = next_count(budget, per, left)
+  local ok, res = pcall(redis.call, 'XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], cursor, 'COUNT', c)
+  if not ok then
+    cursor = '0-0'
+    break
+  end
+  cursor = res[1]
+  budget, per = read_entries(out, ARGV[5], res[2], budget, per)
+  left = left - #res[2]
+  -- Entries deleted while pending (Redis 7 lists them third) are acknowledged away.
+  if res[3] then
+    for _, id in ipairs(res[3]) do redis.call('XACK', KEYS[1], ARGV[1], id) end
+  end
+  if cursor == '0-0' or #res[2] == 0 then break end
+end
+table.insert(out, 1, cursor)
+return out
+"#
+));
+
+/// Lua shared by `ACK` and `DEAD`: removes a stored (or dead-lettered) entry — acknowledged,
+/// deleted, its events taken off the stream's event count (once: only if this call deleted it),
+/// its attempts forgotten (an entry with failed events has a marker field under its id and a
+/// field `<id>/<index>` per failed event).
+macro_rules! remove_lua {
+    () => {
+        r#"
+local function remove(stream, attempts, counter, group, id)
+  local found = redis.call('XRANGE', stream, id, id)
+  local n = 0
+  if found[1] then
+    local f = found[1][2]
+    for j = 3, #f, 2 do
+      if f[j] == 'n' then n = tonumber(f[j + 1]) or 0 end
     end
   end
+  redis.call('XACK', stream, group, id)
+  if redis.call('XDEL', stream, id) == 1 and n > 0 then
+    if redis.call('DECRBY', counter, n) <= 0 then redis.call('DEL', counter) end
+  end
+  if redis.call('HDEL', attempts, id) == 1 then
+    for i = 0, math.max(n, 1) - 1 do redis.call('HDEL', attempts, id .. '/' .. i) end
+  end
 end
-return out
-"#;
+"#
+    };
+}
 
-const CLAIM: &str = r#"
--- KEYS: one shard stream. ARGV: group, consumer, min idle ms, count, shard number, start id.
--- Returns {next start id, then flat triples}.
-local ok, res = pcall(redis.call, 'XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[6], 'COUNT', ARGV[4])
-if not ok then return {'0-0'} end
-local out = {res[1]}
-for _, e in ipairs(res[2]) do
-  out[#out + 1] = ARGV[5]
-  out[#out + 1] = e[1]
-  if e[2] then out[#out + 1] = e[2][2] else out[#out + 1] = false end
-end
--- Entries deleted while pending (Redis 7 lists them third) are acknowledged away.
-if res[3] then
-  for _, id in ipairs(res[3]) do redis.call('XACK', KEYS[1], ARGV[1], id) end
-end
-return out
-"#;
-
-const ACK: &str = r#"
--- KEYS: stream, attempts hash. ARGV: group, ids... (at most ACK_CHUNK ids: one call each).
-local ids = {unpack(ARGV, 2)}
-redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-redis.call('XDEL', KEYS[1], unpack(ids))
-redis.call('HDEL', KEYS[2], unpack(ids))
-return #ids
-"#;
+static ACK: Script = Script::new(concat!(
+    remove_lua!(),
+    r#"
+-- KEYS: stream, attempts hash, the stream's event count. ARGV: group, ids... (at most ACK_CHUNK
+-- ids: one call each).
+for i = 2, #ARGV do remove(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[i]) end
+return #ARGV - 1
+"#
+));
 
 /// Ids acknowledged per script call, and entries read per script call: Redis runs one script
 /// at a time, so a batch of thousands is moved in slices that each hold it for about a
@@ -169,14 +309,38 @@ return #ids
 const ACK_CHUNK: usize = 500;
 const TAKE_CHUNK: usize = 500;
 
-const DEAD: &str = r#"
--- KEYS: stream, attempts hash, dead-letter stream. ARGV: group, id, payload, reason, shard.
+static DEAD: Script = Script::new(concat!(
+    remove_lua!(),
+    r#"
+-- KEYS: stream, attempts hash, dead-letter stream, the stream's event count. ARGV: group, id,
+-- payload, reason, shard.
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'shard', ARGV[5], 'entry', ARGV[2], 'reason', ARGV[4], 'e', ARGV[3])
-redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[1], ARGV[2])
-redis.call('HDEL', KEYS[2], ARGV[2])
+remove(KEYS[1], KEYS[2], KEYS[4], ARGV[1], ARGV[2])
 return 1
-"#;
+"#
+));
+
+static FAILED: Script = Script::new(
+    r#"
+-- KEYS: attempts hash. ARGV: entry id, the event's field (`<id>/<index>`). Returns the event's
+-- failed attempts so far, or -1 when it was dead-lettered already.
+if redis.call('HGET', KEYS[1], ARGV[2]) == 'dead' then return -1 end
+redis.call('HSETNX', KEYS[1], ARGV[1], '0')
+return redis.call('HINCRBY', KEYS[1], ARGV[2], 1)
+"#,
+);
+
+static DEAD_EVENT: Script = Script::new(
+    r#"
+-- KEYS: attempts hash, dead-letter stream. ARGV: the event's field (`<id>/<index>`), payload,
+-- reason, shard. Once per event: a repeat (after a crash before its entry's ACK) does nothing.
+if redis.call('HGET', KEYS[1], ARGV[1]) == 'dead' then return 0 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', '100000', '*',
+  'shard', ARGV[4], 'entry', ARGV[1], 'reason', ARGV[3], 'e', ARGV[2])
+redis.call('HSET', KEYS[1], ARGV[1], 'dead')
+return 1
+"#,
+);
 
 impl EventStream {
     pub fn new(redis: RedisStore, config: StreamConfig) -> Self {
@@ -203,6 +367,11 @@ impl EventStream {
         format!("{}:ingest:{{s{shard}}}:attempts", self.redis.namespace())
     }
 
+    /// The events a shard's entries hold (kept by the scripts that add and remove entries).
+    fn events_key(&self, shard: u16) -> String {
+        format!("{}:ingest:{{s{shard}}}:events", self.redis.namespace())
+    }
+
     /// The dead-letter stream: entries given up on, with the reason.
     pub fn dead_letter_key(&self) -> String {
         format!("{}:ingest:dead", self.redis.namespace())
@@ -216,28 +385,32 @@ impl EventStream {
         key
     }
 
-    /// Admits a tenant's encoded events (all or none), under its limits. `ip` is the client's
-    /// network (IPv4 address or IPv6 /64) for the per-client limit, `None` for server senders.
+    /// Admits one request's events, encoded as one entry of `events` events (all or none),
+    /// under the tenant's limits. `ip` is the client's network (IPv4 address or IPv6 /64) for
+    /// the per-client limit, `None` for server senders.
     pub async fn admit(
         &self,
         tenant: TenantId,
         ip: Option<&str>,
         limits: Limits,
-        payloads: Vec<Vec<u8>>,
+        payload: Vec<u8>,
+        events: usize,
     ) -> Result<Admission> {
         let shard = self.shard_of(tenant);
         let keys = vec![
             self.stream_key(shard),
             TenantKey::new(tenant, &["rl", limits.bucket]).render(self.redis.namespace()),
             self.ip_key(tenant, ip.unwrap_or("none")),
+            self.events_key(shard),
         ];
-        let mut args: Vec<Value> = Vec::with_capacity(4 + payloads.len());
-        args.push(Value::from(i64::try_from(self.config.max_backlog_per_shard).unwrap_or(i64::MAX)));
-        args.push(Value::from(i64::from(limits.tenant_events_per_second.max(1))));
-        args.push(Value::from(i64::from(if ip.is_some() { limits.ip_requests_per_second.unwrap_or(0) } else { 0 })));
-        args.push(Value::from(i64::try_from(payloads.len()).unwrap_or(i64::MAX)));
-        args.extend(payloads.into_iter().map(|p| Value::Bytes(p.into())));
-        let answer: Vec<i64> = self.redis.pool().eval(ADMIT, keys, args).await?;
+        let args: Vec<Value> = vec![
+            Value::from(i64::try_from(self.config.max_backlog_per_shard).unwrap_or(i64::MAX)),
+            Value::from(i64::from(limits.tenant_events_per_second.max(1))),
+            Value::from(i64::from(if ip.is_some() { limits.ip_requests_per_second.unwrap_or(0) } else { 0 })),
+            Value::from(i64::try_from(events).unwrap_or(i64::MAX)),
+            Value::Bytes(payload.into()),
+        ];
+        let answer: Vec<i64> = ADMIT.call(&self.redis, keys, args).await?;
         let wait = |ms: i64| Duration::from_millis(u64::try_from(ms).unwrap_or(1000).max(1));
         Ok(match answer.as_slice() {
             [0, _] => Admission::Accepted,
@@ -247,52 +420,56 @@ impl EventStream {
         })
     }
 
-    /// Reads up to `count` entries (at most 500 per call) for `consumer` across `shards` (in the
-    /// order given: rotate it for fairness). `pending` re-reads the consumer's own unacknowledged entries (after a
+    /// Reads entries holding up to about `events` events (at most 500 entries per call; the
+    /// last entry may pass the budget) for `consumer` across `shards` (in the order given: rotate
+    /// it for fairness). `pending` re-reads the consumer's own unacknowledged entries (after a
     /// restart) instead of new ones.
-    pub async fn take(&self, consumer: &str, shards: &[u16], count: usize, pending: bool) -> Result<Vec<StreamEntry>> {
-        if shards.is_empty() || count == 0 {
+    pub async fn take(&self, consumer: &str, shards: &[u16], events: usize, pending: bool) -> Result<Vec<StreamEntry>> {
+        if shards.is_empty() || events == 0 {
             return Ok(Vec::new());
         }
         let keys: Vec<String> = shards.iter().map(|s| self.stream_key(*s)).collect();
         let mut args: Vec<Value> = vec![
             Value::from(GROUP),
             Value::from(consumer),
-            Value::from(i64::try_from(count.min(TAKE_CHUNK)).unwrap_or(i64::MAX)),
+            Value::from(i64::try_from(events).unwrap_or(i64::MAX)),
             Value::from(if pending { "0" } else { ">" }),
+            Value::from(i64::try_from(TAKE_CHUNK).unwrap_or(i64::MAX)),
         ];
         args.extend(shards.iter().map(|s| Value::from(i64::from(*s))));
-        let flat: Vec<Value> = self.redis.pool().eval(TAKE, keys, args).await?;
-        Ok(triples(flat))
+        let flat: Vec<Value> = TAKE.call(&self.redis, keys, args).await?;
+        Ok(quadruples(flat))
     }
 
     /// Takes over entries of `shard` pending for longer than `min_idle` with another consumer
-    /// (one that died): they become `consumer`'s. The scan resumes at `cursor` (`0-0` to start)
-    /// and the answer carries where to resume next time, so a long pending list is walked
-    /// through rather than rescanned from its head.
+    /// (one that died), holding up to about `events` events: they become `consumer`'s. The scan
+    /// resumes at `cursor` (`0-0` to start) and the answer carries where to resume next time, so
+    /// a long pending list is walked through rather than rescanned from its head.
     pub async fn claim_stale(
         &self,
         consumer: &str,
         shard: u16,
         min_idle: Duration,
-        count: usize,
+        events: usize,
         cursor: &str,
     ) -> Result<(String, Vec<StreamEntry>)> {
         let args: Vec<Value> = vec![
             Value::from(GROUP),
             Value::from(consumer),
             Value::from(i64::try_from(min_idle.as_millis()).unwrap_or(i64::MAX)),
-            Value::from(i64::try_from(count).unwrap_or(i64::MAX)),
+            Value::from(i64::try_from(events).unwrap_or(i64::MAX)),
             Value::from(i64::from(shard)),
             Value::from(cursor),
+            Value::from(i64::try_from(TAKE_CHUNK).unwrap_or(i64::MAX)),
         ];
-        let mut flat: Vec<Value> = self.redis.pool().eval(CLAIM, vec![self.stream_key(shard)], args).await?;
+        let mut flat: Vec<Value> = CLAIM.call(&self.redis, vec![self.stream_key(shard)], args).await?;
         let next =
             if flat.is_empty() { "0-0".to_owned() } else { flat.remove(0).as_string().unwrap_or_else(|| "0-0".into()) };
-        Ok((next, triples(flat)))
+        Ok((next, quadruples(flat)))
     }
 
-    /// Acknowledges and deletes stored entries: called only after their transaction committed.
+    /// Acknowledges and deletes entries whose every event is stored or dead-lettered: called
+    /// only after their transactions committed.
     pub async fn ack(&self, shard: u16, ids: &[String]) -> Result<()> {
         if ids.is_empty() {
             return Ok(());
@@ -301,20 +478,23 @@ impl EventStream {
             let mut args: Vec<Value> = Vec::with_capacity(chunk.len() + 1);
             args.push(Value::from(GROUP));
             args.extend(chunk.iter().map(|id| Value::from(id.as_str())));
-            let _: i64 =
-                self.redis.pool().eval(ACK, vec![self.stream_key(shard), self.attempts_key(shard)], args).await?;
+            let keys = vec![self.stream_key(shard), self.attempts_key(shard), self.events_key(shard)];
+            let _: i64 = ACK.call(&self.redis, keys, args).await?;
         }
         Ok(())
     }
 
-    /// Counts one more failed attempt at an entry; returns the attempts so far.
-    pub async fn record_failure(&self, shard: u16, id: &str) -> Result<u32> {
-        use fred::prelude::HashesInterface;
-        let n: i64 = self.redis.pool().hincrby(self.attempts_key(shard), id, 1).await?;
-        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    /// Counts one more failed attempt at the `index`th event of an entry; returns the attempts
+    /// so far, or `None` when that event was dead-lettered already (its entry was not yet
+    /// acknowledged when the ingestor stopped).
+    pub async fn record_failure(&self, entry: &StreamEntry, index: usize) -> Result<Option<u32>> {
+        let args = vec![Value::from(entry.id.as_str()), Value::from(entry.event_name(index))];
+        let n: i64 = FAILED.call(&self.redis, vec![self.attempts_key(entry.shard)], args).await?;
+        Ok((n >= 0).then(|| u32::try_from(n).unwrap_or(u32::MAX)))
     }
 
-    /// Moves an entry to the dead-letter stream with the reason, and off its shard.
+    /// Moves a whole entry (one that cannot be decoded) to the dead-letter stream with the
+    /// reason, and off its shard.
     pub async fn dead_letter(&self, entry: &StreamEntry, reason: &str) -> Result<()> {
         let args: Vec<Value> = vec![
             Value::from(GROUP),
@@ -323,12 +503,38 @@ impl EventStream {
             Value::from(reason),
             Value::from(i64::from(entry.shard)),
         ];
-        let keys = vec![self.stream_key(entry.shard), self.attempts_key(entry.shard), self.dead_letter_key()];
-        let _: i64 = self.redis.pool().eval(DEAD, keys, args).await?;
+        let keys = vec![
+            self.stream_key(entry.shard),
+            self.attempts_key(entry.shard),
+            self.dead_letter_key(),
+            self.events_key(entry.shard),
+        ];
+        let _: i64 = DEAD.call(&self.redis, keys, args).await?;
         Ok(())
     }
 
-    /// Entries not yet stored, over all shards.
+    /// Copies the `index`th event of an entry (`payload`: that event alone, format 1) to the
+    /// dead-letter stream as `<entry id>/<index>`, once. The entry stays on its shard until its
+    /// other events are stored; [`ack`](Self::ack) then removes it.
+    pub async fn dead_letter_event(
+        &self,
+        entry: &StreamEntry,
+        index: usize,
+        payload: &[u8],
+        reason: &str,
+    ) -> Result<()> {
+        let args: Vec<Value> = vec![
+            Value::from(entry.event_name(index)),
+            Value::Bytes(payload.to_vec().into()),
+            Value::from(reason),
+            Value::from(i64::from(entry.shard)),
+        ];
+        let keys = vec![self.attempts_key(entry.shard), self.dead_letter_key()];
+        let _: i64 = DEAD_EVENT.call(&self.redis, keys, args).await?;
+        Ok(())
+    }
+
+    /// Entries not yet stored, over all shards (an entry holds one request's events).
     pub async fn backlog(&self) -> Result<u64> {
         use fred::prelude::StreamsInterface;
         let mut total = 0u64;
@@ -364,35 +570,41 @@ impl EventStream {
     }
 }
 
-fn triples(flat: Vec<Value>) -> Vec<StreamEntry> {
-    let mut out = Vec::with_capacity(flat.len() / 3);
+fn quadruples(flat: Vec<Value>) -> Vec<StreamEntry> {
+    let mut out = Vec::with_capacity(flat.len() / 4);
     let mut it = flat.into_iter();
-    while let (Some(shard), Some(id), Some(payload)) = (it.next(), it.next(), it.next()) {
+    while let (Some(shard), Some(id), Some(payload), Some(events)) = (it.next(), it.next(), it.next(), it.next()) {
         let shard = shard.as_i64().and_then(|s| u16::try_from(s).ok()).unwrap_or(0);
         let Some(id) = id.as_string() else { continue };
         let payload = match payload {
             Value::Null | Value::Boolean(false) => None,
+            Value::Bytes(b) => Some(b.to_vec()),
             other => other.as_bytes().map(<[u8]>::to_vec),
         };
-        out.push(StreamEntry { shard, id, payload });
+        let events = events.as_i64().and_then(|n| u32::try_from(n).ok()).unwrap_or(1).max(1);
+        out.push(StreamEntry { shard, id, payload, events });
     }
     out
 }
 
-const SESSION: &str = r#"
+static SESSION: Script = Script::new(
+    r#"
 -- KEYS: session key. ARGV: new session id, ttl seconds. The visitor's session, renewed on each
 -- event; a new one after `ttl` of inactivity.
 redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
 local sid = redis.call('GET', KEYS[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return sid
-"#;
+"#,
+);
 
-const SALT: &str = r#"
+static SALT: Script = Script::new(
+    r#"
 -- KEYS: the day's salt key. ARGV: a fresh salt, ttl seconds.
 redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
 return redis.call('GET', KEYS[1])
-"#;
+"#,
+);
 
 impl EventStream {
     /// The salt of a UTC day (`2026-11-25`), the same on every node: created by the first node
@@ -401,7 +613,7 @@ impl EventStream {
         let fresh = format!("{:032x}", rand::random::<u128>());
         let key = format!("{}:salt:{day}", self.redis.namespace());
         let salt: String =
-            self.redis.pool().eval(SALT, vec![key], vec![Value::from(fresh), Value::from(172_800_i64)]).await?;
+            SALT.call(&self.redis, vec![key], vec![Value::from(fresh), Value::from(172_800_i64)]).await?;
         Ok(salt)
     }
 
@@ -411,8 +623,7 @@ impl EventStream {
         let key = TenantKey::new(tenant, &["session", visitor]).render(self.redis.namespace());
         let fresh = format!("s.{:024x}", rand::random::<u128>() >> 32);
         let ttl = i64::try_from(inactivity.as_secs()).unwrap_or(1800).max(1);
-        let sid: String =
-            self.redis.pool().eval(SESSION, vec![key], vec![Value::from(fresh), Value::from(ttl)]).await?;
+        let sid: String = SESSION.call(&self.redis, vec![key], vec![Value::from(fresh), Value::from(ttl)]).await?;
         Ok(sid)
     }
 }

@@ -142,23 +142,29 @@ pub async fn linked_visitors(tx: &mut TenantTx, lead: Uuid) -> Result<Vec<String
     .await?)
 }
 
-/// A dead letter as stored: the event id, attempts and reason.
+/// A dead letter as stored: the event id, where it was in the stream (`<entry id>/<index>`),
+/// attempts and reason.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
     pub event_id: Uuid,
+    pub stream_entry: String,
     pub attempts: i32,
     pub reason: String,
 }
 
 pub async fn dead_letters(tx: &mut TenantTx) -> Result<Vec<DeadLetter>> {
     let tenant = tx.tenant_id();
-    let rows: Vec<(Uuid, i32, String)> = sqlx::query_as(
-        "select event_id, attempts, reason from event_dead_letters where tenant_id = $1 order by created_at, id",
+    let rows: Vec<(Uuid, String, i32, String)> = sqlx::query_as(
+        "select event_id, stream_entry, attempts, reason from event_dead_letters where tenant_id = $1
+         order by created_at, id",
     )
     .bind(tenant.as_uuid())
     .fetch_all(tx.conn())
     .await?;
-    Ok(rows.into_iter().map(|(event_id, attempts, reason)| DeadLetter { event_id, attempts, reason }).collect())
+    Ok(rows
+        .into_iter()
+        .map(|(event_id, stream_entry, attempts, reason)| DeadLetter { event_id, stream_entry, attempts, reason })
+        .collect())
 }
 
 fn fetch_limit(page: EventPage) -> i64 {

@@ -1,19 +1,22 @@
 //! Event ingestion: `IngestSupervisor` → `EventIngestor` × n. Each ingestor owns a share of the
 //! stream's shards and loops: take entries (its own unacknowledged ones first after a start or
-//! an error, then stale ones of dead consumers, then new ones), batch them by size and time,
-//! store the batch in one transaction, then acknowledge — never before the commit, so a crash
-//! anywhere repeats work (deduplicated by event id) and never loses it.
+//! an error, then stale ones of dead consumers, then new ones), expand them into their events
+//! (an entry holds one request's events), batch the events by count and time, store the batch
+//! in one transaction, then acknowledge each entry whose every event is stored — never before
+//! the commit, so a crash anywhere repeats work (deduplicated by event id) and never loses it.
 //!
 //! A batch the database refuses for its data (SQLSTATE 22/23) is split in halves until the bad
-//! entries are alone, so the rest lands; an entry refused `max_attempts` times goes to the
-//! dead-letter stream and table with the reason. Any other failure (unreachable, deadlock,
-//! timeout) keeps the whole batch pending and backs off.
+//! events are alone, so the rest lands, other events of the same entry included; an event
+//! refused `max_attempts` times goes to the dead-letter stream and table with the reason, as
+//! `<entry id>/<index>`, and its entry is acknowledged once its other events are stored. An
+//! entry that cannot be decoded is dead-lettered whole at once. Any other failure (unreachable,
+//! deadlock, timeout) keeps the whole batch pending and backs off.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use flywheel_contracts::ingest::IngestEntry;
+use flywheel_contracts::ingest::{IngestEntry, decode_entry};
 use flywheel_storage::Database;
 use flywheel_storage::event_stream::{EventStream, StreamEntry};
 use flywheel_storage::ingest::{IngestError, IngestWriter};
@@ -24,7 +27,8 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 pub struct IngestConfig {
     /// Ingestors on this node (each owns `shards / ingestors` shards).
     pub ingestors: u16,
-    /// A batch is written when it holds this many entries…
+    /// A batch is written when it holds this many events (or, by less than one entry's events,
+    /// more)…
     pub max_batch: usize,
     /// …or when its first entry has waited this long.
     pub max_linger: Duration,
@@ -34,7 +38,7 @@ pub struct IngestConfig {
     pub claim_idle: Duration,
     /// How often to look for such entries.
     pub claim_interval: Duration,
-    /// Failed attempts at one entry before it is dead-lettered.
+    /// Failed attempts at one event before it is dead-lettered.
     pub max_attempts: u32,
     /// Back-off after the database was unreachable.
     pub retry_backoff: Duration,
@@ -62,9 +66,10 @@ impl Default for IngestConfig {
 /// Counters of the pipeline, for readiness, tests and the benchmark.
 #[derive(Debug, Default)]
 pub struct IngestStats {
-    /// Entries acknowledged after their batch committed (duplicates included).
+    /// Events committed (duplicates included).
     pub stored: AtomicU64,
     pub batches: AtomicU64,
+    /// Events dead-lettered, and entries that could not be decoded.
     pub dead_letters: AtomicU64,
     pub failures: AtomicU64,
 }
@@ -244,6 +249,11 @@ impl Actor for EventIngestor {
     }
 }
 
+/// Events the entries hold, as the edge counted them.
+fn events_in(entries: &[StreamEntry]) -> usize {
+    entries.iter().map(|e| e.events as usize).sum()
+}
+
 /// One take-and-store cycle. `Ok(true)` when it stored something (go again at once).
 async fn cycle(state: &mut IngestorState) -> Result<bool, flywheel_storage::StorageError> {
     let shared = state.shared.clone();
@@ -260,9 +270,13 @@ async fn cycle(state: &mut IngestorState) -> Result<bool, flywheel_storage::Stor
     if entries.is_empty() && state.last_claim.elapsed() >= config.claim_interval {
         state.last_claim = Instant::now();
         for shard in state.shards.clone() {
+            let budget = config.max_batch.saturating_sub(events_in(&entries));
+            if budget == 0 {
+                break;
+            }
             let cursor = state.claim_cursors.get(&shard).cloned().unwrap_or_else(|| "0-0".into());
             let (next, stale) =
-                shared.stream.claim_stale(&state.consumer, shard, config.claim_idle, config.max_batch, &cursor).await?;
+                shared.stream.claim_stale(&state.consumer, shard, config.claim_idle, budget, &cursor).await?;
             state.claim_cursors.insert(shard, next);
             if !stale.is_empty() {
                 tracing::info!(consumer = %state.consumer, shard, entries = stale.len(), "Took over entries of a dead consumer.");
@@ -273,15 +287,17 @@ async fn cycle(state: &mut IngestorState) -> Result<bool, flywheel_storage::Stor
     if entries.is_empty() && !state.reread_pending {
         // New entries, lingering up to max_linger for a fuller batch.
         let started = Instant::now();
+        let mut events = 0;
         loop {
             state.rotation = state.rotation.wrapping_add(1);
             let mut order = state.shards.clone();
             let len = order.len().max(1);
             order.rotate_left(state.rotation % len);
-            let got = shared.stream.take(&state.consumer, &order, config.max_batch - entries.len(), false).await?;
+            let got = shared.stream.take(&state.consumer, &order, config.max_batch - events, false).await?;
             let empty = got.is_empty();
+            events += events_in(&got);
             entries.extend(got);
-            if entries.is_empty() || entries.len() >= config.max_batch || started.elapsed() >= config.max_linger {
+            if entries.is_empty() || events >= config.max_batch || started.elapsed() >= config.max_linger {
                 break;
             }
             if empty {
@@ -304,83 +320,121 @@ async fn writer(state: &mut IngestorState) -> Result<&mut IngestWriter, flywheel
     Ok(state.writer.insert(writer))
 }
 
-/// Stores entries and acknowledges what was stored; poison is isolated and dead-lettered.
+/// Where an event of a batch comes from: the index of its entry among the taken entries, and
+/// its index inside that entry.
+#[derive(Debug, Clone, Copy)]
+struct Origin {
+    entry: usize,
+    index: usize,
+}
+
+/// The taken entries and, for each, its events not yet stored nor dead-lettered (`None`: the
+/// entry was dead-lettered whole).
+struct Taken {
+    entries: Vec<StreamEntry>,
+    left: Vec<Option<usize>>,
+}
+
+/// Stores the entries' events and acknowledges each entry once all its events are stored or
+/// dead-lettered; poison is isolated and dead-lettered event by event.
 async fn store(state: &mut IngestorState, entries: Vec<StreamEntry>) -> Result<(), flywheel_storage::StorageError> {
     let shared = state.shared.clone();
-    // Parallel lists: the stream entries to acknowledge and the events to store.
-    let mut stored: Vec<StreamEntry> = Vec::with_capacity(entries.len());
-    let mut batch: Vec<IngestEntry> = Vec::with_capacity(entries.len());
-    let mut empty: Vec<StreamEntry> = Vec::new();
-    for entry in entries {
+    // Parallel lists: the events to store and where each comes from.
+    let mut batch: Vec<IngestEntry> = Vec::with_capacity(events_in(&entries));
+    let mut origins: Vec<Origin> = Vec::with_capacity(batch.capacity());
+    let mut left = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
         let Some(payload) = entry.payload.as_deref() else {
-            empty.push(entry);
+            // Deleted while pending: nothing to store, just acknowledge it.
+            left.push(Some(0));
             continue;
         };
-        match IngestEntry::decode(payload) {
-            Ok(e) => {
-                stored.push(entry);
-                batch.push(e);
+        match decode_entry(payload) {
+            Ok(events) => {
+                left.push(Some(events.len()));
+                origins.extend((0..events.len()).map(|index| Origin { entry: i, index }));
+                batch.extend(events);
             }
             Err(e) => {
                 // It will never decode on this node: dead-letter it at once, with the reason.
                 tracing::error!(entry = %entry.id, shard = entry.shard, error = %e, "Undecodable ingest entry dead-lettered.");
-                shared.stream.dead_letter(&entry, &e.to_string()).await?;
+                shared.stream.dead_letter(entry, &e.to_string()).await?;
                 shared.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                left.push(None);
             }
         }
     }
-    ack_all(&shared, empty.iter()).await?;
-    if batch.is_empty() {
-        return Ok(());
+    let mut taken = Taken { entries, left };
+    if !batch.is_empty() {
+        store_part(state, &mut taken, &origins, &batch).await?;
     }
-    store_part(state, &stored, &batch).await
+    let done = taken.entries.iter().zip(&taken.left).filter(|(_, left)| **left == Some(0)).map(|(e, _)| e);
+    ack_all(&shared, done).await
 }
 
 /// Stores a part of a batch; a part the database refuses for its data is split in halves until
-/// the refused entries are alone (log2 of the batch size transactions per bad entry), so the
-/// rest lands and one bad entry costs milliseconds, not a pass entry by entry.
+/// the refused events are alone (log2 of the batch size transactions per bad event), so the
+/// rest lands and one bad event costs milliseconds, not a pass event by event.
 fn store_part<'a>(
     state: &'a mut IngestorState,
-    stream: &'a [StreamEntry],
+    taken: &'a mut Taken,
+    origins: &'a [Origin],
     batch: &'a [IngestEntry],
 ) -> std::pin::Pin<Box<dyn Future<Output = Result<(), flywheel_storage::StorageError>> + Send + 'a>> {
     Box::pin(async move {
         let shared = state.shared.clone();
         match writer(state).await?.write(batch).await {
             Ok(_) => {
-                ack_all(&shared, stream.iter()).await?;
+                for origin in origins {
+                    settle(taken, *origin);
+                }
                 shared.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 shared.stats.batches.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             }
             Err(IngestError::Refused(reason)) if batch.len() > 1 => {
-                tracing::warn!(entries = batch.len(), error = %reason, "Batch refused; splitting it to isolate the bad entries.");
+                tracing::warn!(events = batch.len(), error = %reason, "Batch refused; splitting it to isolate the bad events.");
                 let half = batch.len() / 2;
-                store_part(state, &stream[..half], &batch[..half]).await?;
-                store_part(state, &stream[half..], &batch[half..]).await
+                store_part(state, taken, &origins[..half], &batch[..half]).await?;
+                store_part(state, taken, &origins[half..], &batch[half..]).await
             }
             Err(IngestError::Refused(reason)) => {
-                let (stream_entry, entry) = (&stream[0], &batch[0]);
-                let attempts = shared.stream.record_failure(stream_entry.shard, &stream_entry.id).await?;
-                if attempts >= shared.config.max_attempts {
-                    tracing::error!(tenant_id = %entry.tenant, event_id = %entry.id, attempts, error = %reason, "Event dead-lettered.");
-                    // The table is where people look; the stream keeps the entry whatever happens
-                    // to that insert, so a dead letter never blocks the shard.
-                    if let Err(e) = writer(state).await?.dead_letter(entry, &stream_entry.id, attempts, &reason).await {
-                        tracing::error!(event_id = %entry.id, error = %e, "Dead letter not recorded in the table; kept in the stream.");
-                        state.writer = None;
+                let (origin, event) = (origins[0], &batch[0]);
+                let entry = &taken.entries[origin.entry];
+                match shared.stream.record_failure(entry, origin.index).await? {
+                    // Dead-lettered in an earlier cycle that stopped before the entry's ACK.
+                    None => settle(taken, origin),
+                    Some(attempts) if attempts >= shared.config.max_attempts => {
+                        let name = entry.event_name(origin.index);
+                        tracing::error!(tenant_id = %event.tenant, event_id = %event.id, stream_entry = %name, attempts, error = %reason, "Event dead-lettered.");
+                        // The table is where people look; the stream keeps the event whatever
+                        // happens to that insert, so a dead letter never blocks the shard.
+                        if let Err(e) = writer(state).await?.dead_letter(event, &name, attempts, &reason).await {
+                            tracing::error!(event_id = %event.id, error = %e, "Dead letter not recorded in the table; kept in the stream.");
+                            state.writer = None;
+                        }
+                        shared.stream.dead_letter_event(entry, origin.index, &event.encode(), &reason).await?;
+                        shared.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+                        settle(taken, origin);
                     }
-                    shared.stream.dead_letter(stream_entry, &reason).await?;
-                    shared.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    // Stays pending; retried when this consumer re-reads its own entries.
-                    state.reread_pending = true;
+                    Some(_) => {
+                        // Its entry stays pending; retried when this consumer re-reads its own
+                        // entries (the entry's stored events again: deduplicated by id).
+                        state.reread_pending = true;
+                    }
                 }
                 Ok(())
             }
             Err(IngestError::Storage(e)) => Err(e),
         }
     })
+}
+
+/// One more event of its entry stored or dead-lettered.
+fn settle(taken: &mut Taken, origin: Origin) {
+    if let Some(Some(left)) = taken.left.get_mut(origin.entry) {
+        *left = left.saturating_sub(1);
+    }
 }
 
 async fn ack_all<'a>(

@@ -7,8 +7,8 @@
 //! allowed origins. Events are validated (errors name `events.<i>.<field>`), enriched (id, receive
 //! time, clamped timestamps, bot flag, truncated IP, cookieless visitor ids, the identifying
 //! email moved out of the properties), then admitted to the ingest stream with the rate limits
-//! and the backlog bound in one Redis round trip. The answer (202) is sent only after Redis took
-//! every event of the request.
+//! and the backlog bound in one Redis round trip, as one stream entry holding all the request's
+//! events. The answer (202) is sent only after Redis took that entry.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -25,8 +25,8 @@ use chrono::{DateTime, Utc};
 use flywheel_contracts::api::JsonObject;
 use flywheel_contracts::api::tenant::TenantStatus;
 use flywheel_contracts::api::tracking::Collected;
-use flywheel_contracts::events::{self, BatchError, EventSource, EventType, TrackingEvent};
-use flywheel_contracts::ingest::IngestEntry;
+use flywheel_contracts::events::{self, BatchError, EventContext, EventSource, EventType, TrackingEvent};
+use flywheel_contracts::ingest::{IngestEntry, encode_packed};
 use flywheel_contracts::{Email, TenantId};
 use flywheel_storage::event_stream::{Admission, EventStream, Limits};
 use flywheel_storage::tracking::WriteKeyInfo;
@@ -306,7 +306,16 @@ async fn collect_inner(
     })?;
     let batch = events::parse_batch(&bytes).map_err(batch_error)?;
     let client = client(state, headers, peer);
-    admit(state, &sender, &client, batch).await
+    // A string can hold a NUL only through the escape `\u0000` (JSON forbids a raw one): without
+    // it in the body, there is nothing to strip.
+    let nul = memchr_escape(&bytes);
+    admit(state, &sender, &client, batch, nul).await
+}
+
+/// Whether a JSON text holds `\u0000` (or something that only looks like it, `\\u0000`: a
+/// false alarm costs the slow path, nothing else).
+fn memchr_escape(bytes: &[u8]) -> bool {
+    bytes.windows(6).any(|w| w == b"\\u0000")
 }
 
 fn batch_error(e: BatchError) -> ApiError {
@@ -323,6 +332,7 @@ async fn admit(
     sender: &Sender,
     client: &Client,
     batch: Vec<TrackingEvent>,
+    nul: bool,
 ) -> Result<Collected, ApiError> {
     let tracking = state.tracking();
     if let Sender::Public(_) = sender {
@@ -355,13 +365,24 @@ async fn admit(
         let session = tracking.stream.session_of(tenant, &visitor, tracking.config.session_inactivity).await?;
         cookieless_identity = Some((visitor, session));
     }
-    let mut ids = Vec::with_capacity(batch.len());
-    let mut payloads = Vec::with_capacity(batch.len());
-    for event in batch {
-        let entry = enrich(event, tenant, now, client, &tracking.config, cookieless_identity.as_ref());
-        ids.push(entry.id);
-        payloads.push(entry.encode());
-    }
+    let truncated = truncated_ip(client.ip);
+    let request = RequestFacts {
+        tenant,
+        now,
+        client,
+        truncated_ip: &truncated,
+        config: &tracking.config,
+        cookieless: cookieless_identity.as_ref(),
+        nul,
+    };
+    let entries: Vec<IngestEntry> = batch.into_iter().map(|event| enrich(event, &request)).collect();
+    let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
+    // Every event is of `tenant` (enrich sets it): the encoding cannot refuse them.
+    let payload = encode_packed(tenant.as_uuid(), &entries).ok_or_else(|| {
+        tracing::error!(tenant_id = %tenant, "The events of one request could not be encoded.");
+        ApiError::Internal
+    })?;
+    drop(entries);
     let limits = match sender {
         Sender::Public(info) => Limits {
             tenant_events_per_second: info.events_per_second.unwrap_or(tracking.config.tenant_events_per_second),
@@ -377,7 +398,7 @@ async fn admit(
     };
     let network = client_network(client.ip);
     let ip = matches!(sender, Sender::Public(_)).then_some(network.as_str());
-    match tracking.stream.admit(tenant, ip, limits, payloads).await? {
+    match tracking.stream.admit(tenant, ip, limits, payload, ids.len()).await? {
         Admission::Accepted => Ok(Collected { accepted: ids.len(), ids }),
         Admission::RateLimited { retry_after } => {
             Err(ApiError::RateLimited { retry_after_secs: ceil_secs(retry_after) })
@@ -490,31 +511,65 @@ fn strip_nul(object: &mut JsonObject) {
     object.values_mut().for_each(clean);
 }
 
-/// The stream entry for one validated event.
-fn enrich(
-    mut event: TrackingEvent,
+/// What every event of one request shares.
+struct RequestFacts<'a> {
     tenant: TenantId,
     now: DateTime<Utc>,
-    client: &Client,
-    config: &TrackingConfig,
-    cookieless: Option<&(String, String)>,
-) -> IngestEntry {
+    client: &'a Client,
+    /// The client's IP without its host part, computed once per request.
+    truncated_ip: &'a str,
+    config: &'a TrackingConfig,
+    cookieless: Option<&'a (String, String)>,
+    /// The events may hold NUL characters (see `memchr_escape`): strip them.
+    nul: bool,
+}
+
+/// `events.meta`, serialized straight from the event's parts (keys absent when empty).
+#[derive(serde::Serialize)]
+struct Meta<'a> {
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    bot: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clamped_from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<&'a EventContext>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    properties: Option<&'a JsonObject>,
+}
+
+/// Removes NUL characters from every string of a context (rare: only when the body had one).
+fn strip_nul_context(context: EventContext) -> EventContext {
+    match serde_json::to_value(&context) {
+        Ok(serde_json::Value::Object(mut o)) => {
+            strip_nul(&mut o);
+            serde_json::from_value(serde_json::Value::Object(o)).unwrap_or(context)
+        }
+        _ => context,
+    }
+}
+
+/// The stream entry for one validated event.
+fn enrich(mut event: TrackingEvent, request: &RequestFacts<'_>) -> IngestEntry {
+    let (now, config, client) = (request.now, request.config, request.client);
     let browser = matches!(event.source, EventSource::Web | EventSource::Pixel);
-    let mut meta = JsonObject::new();
+    let mut clamped_from = None;
     // Time: the client's, unless it is implausible; then the bound, flagged.
     let max_age = if event.source == EventSource::Import { config.max_import_age } else { config.max_age };
     let occurred_at = match event.occurred_at {
         None => now,
         Some(t) if t > now + config.max_future => {
-            meta.insert("clamped_from".into(), t.to_rfc3339().into());
+            clamped_from = Some(t.to_rfc3339());
             now
         }
         Some(t) if t < now - max_age => {
-            meta.insert("clamped_from".into(), t.to_rfc3339().into());
+            clamped_from = Some(t.to_rfc3339());
             now - max_age
         }
         Some(t) => t,
     };
+    let mut bot = false;
     if browser {
         let mut context = event.context.take().unwrap_or_default();
         if context.user_agent.is_none() {
@@ -522,26 +577,25 @@ fn enrich(
         }
         // The request's own user agent decides (a page cannot claim to be a browser for the
         // bot that runs it); the event's, when the request has none (a server relaying).
-        let bot = match &client.user_agent {
+        bot = match &client.user_agent {
             Some(_) => client.bot,
             None => context.user_agent.as_deref().is_some_and(is_bot),
         };
-        if bot {
-            meta.insert("bot".into(), true.into());
-        }
-        meta.insert("ip".into(), truncated_ip(client.ip).into());
         event.context = Some(context);
     }
-    if let Some((visitor, session)) = cookieless
+    if let Some((visitor, session)) = request.cookieless
         && browser
     {
         event.visitor_id = Some(visitor.clone());
         event.session_id = Some(session.clone());
     }
     // PostgreSQL text and jsonb cannot hold NUL characters; they carry no meaning in analytics.
-    event.ad_id = event.ad_id.map(|a| a.replace('\0', ""));
-    if let Some(props) = event.properties.as_mut() {
-        strip_nul(props);
+    if request.nul {
+        event.ad_id = event.ad_id.map(|a| a.replace('\0', ""));
+        if let Some(props) = event.properties.as_mut() {
+            strip_nul(props);
+        }
+        event.context = event.context.take().map(strip_nul_context);
     }
     // An email in the properties identifies the visitor; it links the event to its lead and is
     // not kept in the event itself.
@@ -552,21 +606,18 @@ fn enrich(
         props.remove("email");
         identify_email = Some(email.as_str().to_owned());
     }
-    if let Some(context) = event.context.take()
-        && let Ok(serde_json::Value::Object(mut o)) = serde_json::to_value(context)
-        && !o.is_empty()
-    {
-        strip_nul(&mut o);
-        meta.insert("context".into(), serde_json::Value::Object(o));
-    }
-    if let Some(props) = event.properties.take()
-        && !props.is_empty()
-    {
-        meta.insert("properties".into(), serde_json::Value::Object(props));
-    }
+    let meta = Meta {
+        bot,
+        clamped_from,
+        context: event.context.as_ref().filter(|c| **c != EventContext::default()),
+        ip: browser.then_some(request.truncated_ip),
+        properties: event.properties.as_ref().filter(|p| !p.is_empty()),
+    };
+    // Serializing strings, numbers and JSON values into a String cannot fail.
+    let meta = serde_json::to_string(&meta).unwrap_or_else(|_| "{}".to_owned());
     IngestEntry {
         format: IngestEntry::FORMAT,
-        tenant: tenant.as_uuid(),
+        tenant: request.tenant.as_uuid(),
         id: event.id.unwrap_or_else(Uuid::now_v7),
         event_type: event.event_type,
         source: event.source,
@@ -580,7 +631,7 @@ fn enrich(
         email_id: event.email_id,
         ad_id: event.ad_id,
         identify_email,
-        meta: serde_json::Value::Object(meta).to_string(),
+        meta,
     }
 }
 
@@ -625,7 +676,8 @@ async fn pixel(
     let info = public_sender(&state, key).await?;
     let event = events::parse_pixel(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(batch_error)?;
     let client = client(&state, &headers, peer);
-    admit(&state, &Sender::Public(info), &client, vec![event]).await?;
+    // Query values are percent-decoded: `%00` is a NUL.
+    admit(&state, &Sender::Public(info), &client, vec![event], true).await?;
     Ok((
         [
             (header::CONTENT_TYPE, HeaderValue::from_static("image/gif")),

@@ -479,6 +479,61 @@ async fn a_poison_entry_is_dead_lettered_and_the_rest_of_its_batch_lands() {
 }
 
 #[tokio::test]
+async fn a_poison_event_is_dead_lettered_alone_and_the_rest_of_its_entry_lands() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("poison-packed").await;
+    let event = |id: Uuid, meta: &str| IngestEntry {
+        format: IngestEntry::FORMAT,
+        tenant: t.id.as_uuid(),
+        id,
+        event_type: flywheel_contracts::events::EventType::PageView,
+        source: flywheel_contracts::events::EventSource::Web,
+        occurred_at_us: chrono::Utc::now().timestamp_micros(),
+        received_at_us: chrono::Utc::now().timestamp_micros(),
+        visitor_id: Some("v.pp".into()),
+        session_id: None,
+        lead_id: None,
+        campaign_id: None,
+        landing_page_id: None,
+        email_id: None,
+        ad_id: None,
+        identify_email: None,
+        meta: meta.to_owned(),
+    };
+    let (good1, poison, good2) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    // One entry holding three events, as the edge writes a request's events; the middle one is
+    // refused by PostgreSQL (jsonb cannot hold \u0000).
+    let packed = flywheel_contracts::ingest::encode_packed(
+        t.id.as_uuid(),
+        &[event(good1, "{}"), event(poison, r#"{"properties": {"x": "a\u0000b"}}"#), event(good2, "{}")],
+    )
+    .expect("one tenant");
+    app.ingest.stop();
+    let entry_id = app.stream.append_raw(t.id, &packed).await.expect("append");
+    let ingest =
+        flywheel_supervisor::Ingest::start(app.db().clone(), app.stream.clone(), flywheel_tests::test_ingest_config())
+            .await
+            .expect("restart ingestors");
+    let stored = wait_for_events(&app, &t, "visitor_id=v.pp", 2).await;
+    let ids: Vec<&Value> = stored.iter().map(|e| &e["id"]).collect();
+    assert!(ids.contains(&&json!(good1)) && ids.contains(&&json!(good2)), "{ids:?}");
+    eventually("the poison event dead-lettered and its entry acknowledged", Duration::from_secs(20), || async {
+        (app.stream.dead_letters().await.ok()? == 1 && app.stream.backlog().await.ok()? == 0).then_some(())
+    })
+    .await;
+    let mut tx = app.db().begin(t.id).await.expect("begin");
+    let letters = flywheel_storage::events::dead_letters(&mut tx).await.expect("dead letters");
+    tx.commit().await.expect("commit");
+    assert_eq!(letters.len(), 1, "only the poison event is dead-lettered");
+    assert_eq!(letters[0].event_id, poison);
+    assert_eq!(letters[0].stream_entry, format!("{entry_id}/1"));
+    assert_eq!(letters[0].attempts, 3);
+    assert_eq!(events(&app, &t, "visitor_id=v.pp").await.len(), 2, "the good events stored once each");
+    assert_eq!(ingest.stats().dead_letters.load(std::sync::atomic::Ordering::Relaxed), 1);
+    ingest.stop();
+}
+
+#[tokio::test]
 async fn cookieless_visitors_get_a_daily_hash_and_a_server_session() {
     let app = TestApp::spawn().await;
     let t = app.tenant("cookieless").await;
