@@ -40,7 +40,7 @@
 //! Broken variants of the protocol (no lease fence, no cursor fence, acquire that steals, nodes
 //! that never hand over) show that each invariant can fail. Replay a seed with its trace:
 //! `LEASE_MODEL_SEED=42 [LEASE_MODEL_VARIANT=NoLeaseFence] cargo test -p flywheel-cluster
-//! --test lease_model replay_a_seed -- --ignored --nocapture`.
+//! --test lease_model a_seed_replays_with_its_trace -- --nocapture`.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
@@ -1393,7 +1393,7 @@ fn sweep(variant: Variant, seeds: std::ops::Range<u64>) -> (Vec<(u64, Violation)
 fn replay_hint(seed: u64, variant: Variant) -> String {
     format!(
         "LEASE_MODEL_SEED={seed} LEASE_MODEL_VARIANT={variant:?} cargo test -p flywheel-cluster --test lease_model \
-         replay_a_seed -- --ignored --nocapture"
+         a_seed_replays_with_its_trace -- --nocapture"
     )
 }
 
@@ -1487,14 +1487,12 @@ fn nodes_that_never_hand_over_are_caught() {
     assert_caught(Variant::NeverRelease, 4);
 }
 
-/// Replays one schedule with its trace: `LEASE_MODEL_SEED` (and optionally `LEASE_MODEL_VARIANT`).
+/// Replays one schedule with its trace — `LEASE_MODEL_SEED` (seed 7 unless set) and optionally
+/// `LEASE_MODEL_VARIANT` — printed with `--nocapture`. Tracing must not change the schedule: the
+/// traced run reaches the untraced run's history and verdict.
 #[test]
-#[ignore = "a debugging aid: run with LEASE_MODEL_SEED=<seed> and --ignored --nocapture"]
-fn replay_a_seed() {
-    let seed: u64 = std::env::var("LEASE_MODEL_SEED")
-        .expect("set LEASE_MODEL_SEED to the seed to replay")
-        .parse()
-        .expect("LEASE_MODEL_SEED is a u64");
+fn a_seed_replays_with_its_trace() {
+    let seed: u64 = std::env::var("LEASE_MODEL_SEED").map_or(Ok(7), |s| s.parse()).expect("LEASE_MODEL_SEED is a u64");
     let variant = std::env::var("LEASE_MODEL_VARIANT")
         .map_or(Ok(Variant::Correct), |v| v.parse())
         .expect("LEASE_MODEL_VARIANT names a variant");
@@ -1503,6 +1501,10 @@ fn replay_a_seed() {
         println!("{line}");
     }
     println!("{:#?}", outcome.stats);
+    assert!(!outcome.trace.is_empty(), "a traced run records its steps");
+    let untraced = simulate(seed, variant, false);
+    assert_eq!(outcome.history, untraced.history, "tracing changed the schedule");
+    assert_eq!(outcome.verdict.is_ok(), untraced.verdict.is_ok());
     if let Err(v) = outcome.verdict {
         panic!("seed {seed} ({variant:?}) broke invariant {}: {}", v.invariant, v.detail);
     }
