@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use flywheel_contracts::Role;
 use flywheel_contracts::ingest::IngestEntry;
+use flywheel_contracts::{Role, TenantId};
 use flywheel_tests::{TestApp, TestTenant, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -426,19 +426,18 @@ async fn server_side_events_use_a_secret_key_and_an_email_stitches_the_visitor_t
     assert_eq!(timeline["data"].as_array().map(Vec::len), Some(1));
 }
 
-#[tokio::test]
-async fn a_poison_entry_is_dead_lettered_and_the_rest_of_its_batch_lands() {
-    let app = TestApp::spawn().await;
-    let t = app.tenant("poison").await;
-    let entry = |id: Uuid, meta: &str| IngestEntry {
+/// A page view as the edge would put it in the stream, with `meta` as raw JSON text (which may
+/// be something PostgreSQL refuses).
+fn page_view_entry(tenant: TenantId, id: Uuid, visitor: &str, meta: &str) -> IngestEntry {
+    IngestEntry {
         format: IngestEntry::FORMAT,
-        tenant: t.id.as_uuid(),
+        tenant: tenant.as_uuid(),
         id,
         event_type: flywheel_contracts::events::EventType::PageView,
         source: flywheel_contracts::events::EventSource::Web,
         occurred_at_us: chrono::Utc::now().timestamp_micros(),
         received_at_us: chrono::Utc::now().timestamp_micros(),
-        visitor_id: Some("v.p".into()),
+        visitor_id: Some(visitor.to_owned()),
         session_id: None,
         lead_id: None,
         campaign_id: None,
@@ -447,7 +446,14 @@ async fn a_poison_entry_is_dead_lettered_and_the_rest_of_its_batch_lands() {
         ad_id: None,
         identify_email: None,
         meta: meta.to_owned(),
-    };
+    }
+}
+
+#[tokio::test]
+async fn a_poison_entry_is_dead_lettered_and_the_rest_of_its_batch_lands() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("poison").await;
+    let entry = |id: Uuid, meta: &str| page_view_entry(t.id, id, "v.p", meta);
     let (good1, poison, good2) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     // PostgreSQL's jsonb refuses \u0000: an entry the edge would never write, but a stream
     // can hold (an older node, a bug).
@@ -482,24 +488,7 @@ async fn a_poison_entry_is_dead_lettered_and_the_rest_of_its_batch_lands() {
 async fn a_poison_event_is_dead_lettered_alone_and_the_rest_of_its_entry_lands() {
     let app = TestApp::spawn().await;
     let t = app.tenant("poison-packed").await;
-    let event = |id: Uuid, meta: &str| IngestEntry {
-        format: IngestEntry::FORMAT,
-        tenant: t.id.as_uuid(),
-        id,
-        event_type: flywheel_contracts::events::EventType::PageView,
-        source: flywheel_contracts::events::EventSource::Web,
-        occurred_at_us: chrono::Utc::now().timestamp_micros(),
-        received_at_us: chrono::Utc::now().timestamp_micros(),
-        visitor_id: Some("v.pp".into()),
-        session_id: None,
-        lead_id: None,
-        campaign_id: None,
-        landing_page_id: None,
-        email_id: None,
-        ad_id: None,
-        identify_email: None,
-        meta: meta.to_owned(),
-    };
+    let event = |id: Uuid, meta: &str| page_view_entry(t.id, id, "v.pp", meta);
     let (good1, poison, good2) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     // One entry holding three events, as the edge writes a request's events; the middle one is
     // refused by PostgreSQL (jsonb cannot hold \u0000).
