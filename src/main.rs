@@ -24,6 +24,9 @@ use tracing::{info, warn};
 
 use crate::config::{Config, LogFormat};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "flywheel", version, about = "Flywheel: the self-hostable, multi-tenant marketing OS")]
 struct Cli {

@@ -120,9 +120,13 @@ pub struct IngestConfig {
     /// of the accepted rate.
     #[arg(long = "ingest-rate", env = "FLYWHEEL_BENCH_INGEST_RATE", value_name = "EVENTS_PER_SEC")]
     pub rate: Option<f64>,
-    /// The node's event ingestors (FLYWHEEL_INGESTORS); the raw baseline uses as many connections.
+    /// The node's event ingestors (FLYWHEEL_INGESTORS).
     #[arg(long = "ingestors", env = "FLYWHEEL_BENCH_INGESTORS", value_name = "N", default_value_t = 2)]
     pub ingestors: u16,
+    /// Connections of the raw COPY baseline (by default one per core: what PostgreSQL alone
+    /// can take on this machine, whatever the node's ingestors).
+    #[arg(long = "ingest-raw-connections", env = "FLYWHEEL_BENCH_INGEST_RAW_CONNECTIONS", value_name = "N")]
+    pub raw_connections: Option<usize>,
     /// The ingestor's batch (FLYWHEEL_INGEST_BATCH); the raw baseline COPYs batches of this size.
     #[arg(long = "ingest-batch", env = "FLYWHEEL_BENCH_INGEST_BATCH", value_name = "N", default_value_t = 5_000)]
     pub batch: usize,
@@ -319,7 +323,10 @@ async fn edge_only(
         EventStream::new(redis.clone(), StreamConfig { shards: SHARDS, max_backlog_per_shard: config.max_backlog });
     let entries = stream.backlog().await?;
     println!("  (b) the node");
-    println!("      the accept path alone: an edge-only node (no ingestors), closed loop, {} connections", config.concurrency);
+    println!(
+        "      the accept path alone: an edge-only node (no ingestors), closed loop, {} connections",
+        config.concurrency
+    );
     println!("        {}", throughput(&outcome));
     println!("        latency {}", latency(&outcome));
     let answered = outcome.total_events / plan.events_per_request as u64;
@@ -340,7 +347,10 @@ async fn raw_baseline(database: &BenchDatabase, config: &IngestConfig, plan: &Pl
     let spec = raw_copy::RawSpec {
         events: config.raw_events.max(1),
         batch: config.batch,
-        writers: usize::from(config.ingestors.max(1)),
+        writers: config
+            .raw_connections
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+            .max(1),
     };
     let raw = raw_copy::run(database, &tenants, &plan.rows, spec).await?;
     println!(
@@ -465,6 +475,9 @@ async fn full_path(
     );
     if stored != accepted || dead_letters > 0 {
         println!("      WARNING: accepted and stored differ; the node's last log lines:\n{log_tail}");
+    } else if log_lines > 0 {
+        let last: Vec<&str> = log_tail.lines().rev().take(3).collect();
+        println!("      the node's last warnings:\n        {}", last.join("\n        "));
     }
     Ok(NodeReport { drain_per_second, closed, at_accepted, at_persisted, rss_max_kb })
 }

@@ -73,6 +73,9 @@ pub struct StreamEntry {
     pub payload: Option<Vec<u8>>,
     /// The events the entry holds, as the edge counted them (1 for an entry without the count).
     pub events: u32,
+    /// Whether the entry carries its count (`n`, format 2), so it is part of the shard's event
+    /// count: removing it takes `events` off that count.
+    pub counted: bool,
 }
 
 impl StreamEntry {
@@ -166,8 +169,8 @@ return {0, 0}
 "#,
 );
 
-/// Lua shared by `TAKE` and `CLAIM`: appends entries to `out` as flat quadruples `{shard, id,
-/// payload or false, events}` (an entry's `n` field is its event count; 1 when absent, as in
+/// Lua shared by `TAKE` and `CLAIM`: appends entries to `out` as flat quintuples `{shard, id,
+/// payload or false, events, counted}` (an entry's `n` field is its event count; 1 when absent, as in
 /// entries of format 1) and spends the event budget. Reads start with one entry, then size
 /// themselves on the largest entry seen, so a batch passes its event budget by less than one
 /// entry's events.
@@ -176,17 +179,18 @@ macro_rules! read_entries_lua {
         r#"
 local function read_entries(out, shard, entries, budget, per)
   for _, e in ipairs(entries) do
-    local n, payload = 1, false
+    local n, counted, payload = 1, 0, false
     if e[2] then
       payload = e[2][2]
       for j = 3, #e[2], 2 do
-        if e[2][j] == 'n' then n = tonumber(e[2][j + 1]) or 1 end
+        if e[2][j] == 'n' then n = tonumber(e[2][j + 1]) or 1; counted = 1 end
       end
     end
     out[#out + 1] = shard
     out[#out + 1] = e[1]
     out[#out + 1] = payload
     out[#out + 1] = n
+    out[#out + 1] = counted
     budget = budget - n
     if n > per then per = n end
   end
@@ -238,7 +242,7 @@ static CLAIM: Script = Script::new(concat!(
     read_entries_lua!(),
     r#"
 -- KEYS: one shard stream. ARGV: group, consumer, min idle ms, event budget, shard number,
--- start id, max entries. Returns {next start id, then flat quadruples}.
+-- start id, max entries. Returns {next start id, then flat quintuples}.
 local out = {}
 local budget = tonumber(ARGV[4])
 local cursor = ARGV[6]
@@ -272,22 +276,27 @@ return out
 macro_rules! remove_lua {
     () => {
         r#"
-local function remove(stream, attempts, counter, group, id)
+-- `counted`: the events the entry added to the count (its `n` field, 0 without one); `events`:
+-- the events it holds (1 without `n`).
+local function remove(stream, attempts, counter, group, id, counted, events)
+  redis.call('XACK', stream, group, id)
+  if redis.call('XDEL', stream, id) == 1 and counted > 0 then
+    if redis.call('DECRBY', counter, counted) <= 0 then redis.call('DEL', counter) end
+  end
+  if redis.call('HDEL', attempts, id) == 1 then
+    for i = 0, math.max(events, 1) - 1 do redis.call('HDEL', attempts, id .. '/' .. i) end
+  end
+end
+-- The count an entry still on its stream carries (its `n` field, 0 without one).
+local function counted_of(stream, id)
   local found = redis.call('XRANGE', stream, id, id)
-  local n = 0
   if found[1] then
     local f = found[1][2]
     for j = 3, #f, 2 do
-      if f[j] == 'n' then n = tonumber(f[j + 1]) or 0 end
+      if f[j] == 'n' then return tonumber(f[j + 1]) or 0 end
     end
   end
-  redis.call('XACK', stream, group, id)
-  if redis.call('XDEL', stream, id) == 1 and n > 0 then
-    if redis.call('DECRBY', counter, n) <= 0 then redis.call('DEL', counter) end
-  end
-  if redis.call('HDEL', attempts, id) == 1 then
-    for i = 0, math.max(n, 1) - 1 do redis.call('HDEL', attempts, id .. '/' .. i) end
-  end
+  return 0
 end
 "#
     };
@@ -296,10 +305,15 @@ end
 static ACK: Script = Script::new(concat!(
     remove_lua!(),
     r#"
--- KEYS: stream, attempts hash, the stream's event count. ARGV: group, ids... (at most ACK_CHUNK
--- ids: one call each).
-for i = 2, #ARGV do remove(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[i]) end
-return #ARGV - 1
+-- KEYS: stream, attempts hash, the stream's event count. ARGV: group, then per entry its id, the
+-- events it counts and the events it holds, as read (at most ACK_CHUNK entries: one call each).
+-- The counts come from the reader, so the entries are not read again.
+local n = 0
+for i = 2, #ARGV, 3 do
+  remove(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]))
+  n = n + 1
+end
+return n
 "#
 ));
 
@@ -315,7 +329,8 @@ static DEAD: Script = Script::new(concat!(
 -- KEYS: stream, attempts hash, dead-letter stream, the stream's event count. ARGV: group, id,
 -- payload, reason, shard.
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'shard', ARGV[5], 'entry', ARGV[2], 'reason', ARGV[4], 'e', ARGV[3])
-remove(KEYS[1], KEYS[2], KEYS[4], ARGV[1], ARGV[2])
+local counted = counted_of(KEYS[1], ARGV[2])
+remove(KEYS[1], KEYS[2], KEYS[4], ARGV[1], ARGV[2], counted, math.max(counted, 1))
 return 1
 "#
 ));
@@ -438,7 +453,7 @@ impl EventStream {
         ];
         args.extend(shards.iter().map(|s| Value::from(i64::from(*s))));
         let flat: Vec<Value> = TAKE.call(&self.redis, keys, args).await?;
-        Ok(quadruples(flat))
+        Ok(quintuples(flat))
     }
 
     /// Takes over entries of `shard` pending for longer than `min_idle` with another consumer
@@ -465,19 +480,24 @@ impl EventStream {
         let mut flat: Vec<Value> = CLAIM.call(&self.redis, vec![self.stream_key(shard)], args).await?;
         let next =
             if flat.is_empty() { "0-0".to_owned() } else { flat.remove(0).as_string().unwrap_or_else(|| "0-0".into()) };
-        Ok((next, quadruples(flat)))
+        Ok((next, quintuples(flat)))
     }
 
-    /// Acknowledges and deletes entries whose every event is stored or dead-lettered: called
-    /// only after their transactions committed.
-    pub async fn ack(&self, shard: u16, ids: &[String]) -> Result<()> {
-        if ids.is_empty() {
+    /// Acknowledges and deletes entries of one shard whose every event is stored or
+    /// dead-lettered: called only after their transactions committed.
+    pub async fn ack(&self, shard: u16, entries: &[&StreamEntry]) -> Result<()> {
+        if entries.is_empty() {
             return Ok(());
         }
-        for chunk in ids.chunks(ACK_CHUNK) {
-            let mut args: Vec<Value> = Vec::with_capacity(chunk.len() + 1);
+        for chunk in entries.chunks(ACK_CHUNK) {
+            let mut args: Vec<Value> = Vec::with_capacity(3 * chunk.len() + 1);
             args.push(Value::from(GROUP));
-            args.extend(chunk.iter().map(|id| Value::from(id.as_str())));
+            for entry in chunk {
+                debug_assert_eq!(entry.shard, shard, "an entry acknowledged on another shard");
+                args.push(Value::from(entry.id.as_str()));
+                args.push(Value::from(if entry.counted { i64::from(entry.events) } else { 0 }));
+                args.push(Value::from(i64::from(entry.events)));
+            }
             let keys = vec![self.stream_key(shard), self.attempts_key(shard), self.events_key(shard)];
             let _: i64 = ACK.call(&self.redis, keys, args).await?;
         }
@@ -570,10 +590,12 @@ impl EventStream {
     }
 }
 
-fn quadruples(flat: Vec<Value>) -> Vec<StreamEntry> {
-    let mut out = Vec::with_capacity(flat.len() / 4);
+fn quintuples(flat: Vec<Value>) -> Vec<StreamEntry> {
+    let mut out = Vec::with_capacity(flat.len() / 5);
     let mut it = flat.into_iter();
-    while let (Some(shard), Some(id), Some(payload), Some(events)) = (it.next(), it.next(), it.next(), it.next()) {
+    while let (Some(shard), Some(id), Some(payload), Some(events), Some(counted)) =
+        (it.next(), it.next(), it.next(), it.next(), it.next())
+    {
         let shard = shard.as_i64().and_then(|s| u16::try_from(s).ok()).unwrap_or(0);
         let Some(id) = id.as_string() else { continue };
         let payload = match payload {
@@ -582,7 +604,8 @@ fn quadruples(flat: Vec<Value>) -> Vec<StreamEntry> {
             other => other.as_bytes().map(<[u8]>::to_vec),
         };
         let events = events.as_i64().and_then(|n| u32::try_from(n).ok()).unwrap_or(1).max(1);
-        out.push(StreamEntry { shard, id, payload, events });
+        let counted = counted.as_i64() == Some(1);
+        out.push(StreamEntry { shard, id, payload, events, counted });
     }
     out
 }

@@ -441,12 +441,12 @@ async fn ack_all<'a>(
     shared: &Shared,
     entries: impl Iterator<Item = &'a StreamEntry>,
 ) -> Result<(), flywheel_storage::StorageError> {
-    let mut by_shard: std::collections::BTreeMap<u16, Vec<String>> = std::collections::BTreeMap::new();
+    let mut by_shard: std::collections::BTreeMap<u16, Vec<&StreamEntry>> = std::collections::BTreeMap::new();
     for e in entries {
-        by_shard.entry(e.shard).or_default().push(e.id.clone());
+        by_shard.entry(e.shard).or_default().push(e);
     }
-    for (shard, ids) in by_shard {
-        shared.stream.ack(shard, &ids).await?;
+    for (shard, entries) in by_shard {
+        shared.stream.ack(shard, &entries).await?;
     }
     Ok(())
 }
