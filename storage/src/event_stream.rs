@@ -565,6 +565,17 @@ impl EventStream {
         Ok(total)
     }
 
+    /// Drops every shard's entries, unstored, with their counts and attempts: for a benchmark
+    /// that measures the edge alone and has no use for what it accepted.
+    pub async fn discard_all(&self) -> Result<()> {
+        use fred::prelude::KeysInterface;
+        for shard in 0..self.config.shards {
+            let keys = vec![self.stream_key(shard), self.events_key(shard), self.attempts_key(shard)];
+            let _: i64 = self.redis.pool().del(keys).await?;
+        }
+        Ok(())
+    }
+
     /// Entries in the dead-letter stream.
     pub async fn dead_letters(&self) -> Result<u64> {
         use fred::prelude::StreamsInterface;

@@ -50,8 +50,12 @@ pub struct Outcome {
     pub total_events: u64,
     /// Other answers and transport errors, by status or kind, over the whole run.
     pub failures: BTreeMap<String, u64>,
-    /// Latency of the window's 2xx requests, in ns.
+    /// Latency of the window's 2xx requests, in ns, from when each was due (open loop: the
+    /// schedule's time, so a late sender counts against the answer; closed loop: its send).
     pub latency: Option<Summary>,
+    /// The same from when each request actually left the load generator (its own delays on a
+    /// busy machine — the timer's millisecond tick, waiting for a core — left out).
+    pub service: Option<Summary>,
     pub window: Duration,
 }
 
@@ -75,6 +79,7 @@ impl Outcome {
 #[derive(Debug, Default)]
 struct Recorder {
     latencies: Vec<f64>,
+    services: Vec<f64>,
     requests: u64,
     events: u64,
     total_events: u64,
@@ -90,7 +95,7 @@ struct Window {
 }
 
 impl Recorder {
-    fn record(&mut self, window: Window, due: Instant, done: Instant, answer: &Result<u16, String>) {
+    fn record(&mut self, window: Window, due: Instant, sent: Instant, done: Instant, answer: &Result<u16, String>) {
         match answer {
             Ok(status) if (200..300).contains(status) => {
                 self.total_events += window.events_per_request;
@@ -98,6 +103,7 @@ impl Recorder {
                     self.requests += 1;
                     self.events += window.events_per_request;
                     self.latencies.push(done.duration_since(due).as_secs_f64() * 1e9);
+                    self.services.push(done.duration_since(sent).as_secs_f64() * 1e9);
                 }
             }
             Ok(status) => *self.failures.entry(format!("HTTP {status}")).or_default() += 1,
@@ -157,6 +163,7 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
         total_events: recorder.total_events,
         failures: recorder.failures,
         latency: Summary::of(&recorder.latencies),
+        service: Summary::of(&recorder.services),
         window: load.duration,
     })
 }
@@ -182,7 +189,7 @@ async fn closed(
                 let done = Instant::now();
                 let failed = !matches!(answer, Ok(200..300));
                 if let Ok(mut r) = recorder.lock() {
-                    r.record(window, due, done, &answer);
+                    r.record(window, due, due, done, &answer);
                 }
                 if failed {
                     // A refusing server answers fast: do not spin on it.
@@ -220,10 +227,11 @@ async fn open(
         let body = workload.bodies[(k / workload.urls.len()) % workload.bodies.len()].clone();
         let (client, recorder) = (client.clone(), recorder.clone());
         tokio::spawn(async move {
+            let sent = Instant::now();
             let answer = send(&client, &url, body).await;
             let done = Instant::now();
             if let Ok(mut r) = recorder.lock() {
-                r.record(window, due, done, &answer);
+                r.record(window, due, sent, done, &answer);
             }
             drop(slot);
         });

@@ -106,11 +106,14 @@ pub(crate) struct Tracking {
     /// Requests being handled; beyond `max_in_flight` the edge answers 503 at once, so memory
     /// is bounded by that many bodies whatever the load.
     in_flight: tokio::sync::Semaphore,
-    keys: Mutex<HashMap<String, (Instant, Option<Arc<WriteKeyInfo>>)>>,
+    keys: Mutex<HashMap<String, CachedKey>>,
     salt: Mutex<Option<(String, String)>>,
 }
 
 const KEY_CACHE_MAX: usize = 10_000;
+
+/// A write key's lookup and when it was made (`None`: no such key).
+type CachedKey = (Instant, Option<Arc<WriteKeyInfo>>);
 
 impl Tracking {
     pub(crate) fn new(stream: EventStream, config: TrackingConfig) -> Self {
