@@ -91,6 +91,11 @@ impl Currency {
     pub fn exponent(&self) -> u8 {
         self.exponent
     }
+
+    /// Every currency Flywheel accepts.
+    pub fn all() -> impl Iterator<Item = Currency> {
+        CURRENCIES.iter().filter_map(|(code, _)| Currency::parse(code).ok())
+    }
 }
 
 impl TryFrom<String> for Currency {

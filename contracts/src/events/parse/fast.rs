@@ -30,6 +30,7 @@ use uuid::Uuid;
 use super::{MAX_BATCH_EVENTS, MAX_EVENT_BYTES};
 use crate::events::{ClickIds, EventContext, EventSource, EventType, Screen, TrackingEvent, Utm};
 use crate::ids::{CampaignId, LandingPageId, LeadId};
+use crate::money::Currency;
 
 /// The key with which `serde_json` marks a raw value: as the first key of an object read into a
 /// `Value`, it turns the object into the JSON its (string) value holds. Such input goes the slow
@@ -711,21 +712,10 @@ fn is_score(value: &Value) -> bool {
     }
 }
 
-/// `common.json#/$defs/currency` (the enum; its pattern adds nothing) with the decimal places
-/// `$defs/amount_precision` allows: none for the first five, three for the next five, else two.
-const CURRENCIES: [&str; 50] = [
-    "CLP", "ISK", "JPY", "KRW", "VND", "BHD", "JOD", "KWD", "OMR", "TND", "AED", "ARS", "AUD", "BRL", "CAD", "CHF",
-    "CNY", "COP", "CZK", "DKK", "EGP", "EUR", "GBP", "HKD", "HUF", "IDR", "ILS", "INR", "KES", "MAD", "MXN", "MYR",
-    "NGN", "NOK", "NZD", "PEN", "PHP", "PKR", "PLN", "QAR", "RON", "SAR", "SEK", "SGD", "THB", "TRY", "TWD", "UAH",
-    "USD", "ZAR",
-];
-
+/// The decimal places `$defs/amount_precision` allows a `$defs/currency`: its minor unit's
+/// (the schema's enum and the `Currency` table are held equal by a test).
 fn decimal_places(currency: &str) -> Option<usize> {
-    CURRENCIES.iter().position(|c| *c == currency).map(|i| match i {
-        0..5 => 0,
-        5..10 => 3,
-        _ => 2,
-    })
+    Currency::parse(currency).ok().map(|c| usize::from(c.exponent()))
 }
 
 /// A purchase's `amount` and `currency`: `$defs/amount` (at most 21 characters,
@@ -934,15 +924,25 @@ mod tests {
         let strings = |v: &Value| -> Vec<String> {
             v.as_array().expect("an array").iter().map(|s| s.as_str().expect("a string").to_owned()).collect()
         };
-        let mut enumerated = strings(&common["$defs"]["currency"]["enum"]);
-        let mut ours: Vec<String> = CURRENCIES.iter().map(|c| (*c).to_owned()).collect();
-        enumerated.sort();
-        ours.sort();
-        assert_eq!(ours, enumerated);
+        let sorted = |mut v: Vec<String>| {
+            v.sort();
+            v
+        };
+        let with_places = |places: u8| {
+            sorted(Currency::all().filter(|c| c.exponent() == places).map(|c| c.code().to_owned()).collect())
+        };
+        let enumerated = sorted(strings(&common["$defs"]["currency"]["enum"]));
+        assert_eq!(sorted(Currency::all().map(|c| c.code().to_owned()).collect()), enumerated);
         let precision = &common["$defs"]["amount_precision"]["allOf"];
-        let places = |i: usize| strings(&precision[i]["if"]["properties"]["currency"]["enum"]);
-        assert_eq!(places(0), CURRENCIES[..5]);
-        assert_eq!(places(1), CURRENCIES[5..10]);
+        let places = |i: usize| sorted(strings(&precision[i]["if"]["properties"]["currency"]["enum"]));
+        assert_eq!(places(0), with_places(0));
+        assert_eq!(places(1), with_places(3));
+        // Every other currency has two places (the schema's fallback).
+        assert_eq!(
+            with_places(2).len() + places(0).len() + places(1).len(),
+            enumerated.len(),
+            "only 0, 2 and 3 decimal places exist"
+        );
         let events = schema::document("events/event.schema.json").expect("event schema");
         let types: Vec<&str> = EventType::ALL.iter().map(EventType::as_str).collect();
         assert_eq!(strings(&events["$defs"]["event_type"]["enum"]), types);
@@ -994,6 +994,10 @@ mod oracle {
 
     use super::*;
     use crate::events::parse::{parse_batch, parse_batch_slowly, parse_one_slowly, validate_value};
+
+    fn currency_codes() -> Vec<String> {
+        Currency::all().map(|c| c.code().to_owned()).collect()
+    }
 
     /// What a field holds, to generate values at the edge of its rules.
     #[derive(Debug, Clone, Copy)]
@@ -1195,7 +1199,7 @@ mod oracle {
             ]
             .boxed(),
             Near::Currency => prop_oneof![
-                prop::sample::select(CURRENCIES.to_vec()).prop_map(Value::from),
+                prop::sample::select(currency_codes()).prop_map(Value::from),
                 strings(&["usd", "XXX", "US", "USDD", "USD\n"]),
             ]
             .boxed(),
@@ -1344,7 +1348,7 @@ mod oracle {
             prop::sample::select(&EventType::ALL[..]),
             prop::sample::select(&EventSource::ALL[..]),
             any::<[bool; 6]>(),
-            ("(0|[1-9][0-9]{0,15})(\\.[0-9]{1,3})?", prop::sample::select(CURRENCIES.to_vec())),
+            ("(0|[1-9][0-9]{0,15})(\\.[0-9]{1,3})?", prop::sample::select(currency_codes())),
             0..11u32,
             prop::collection::btree_map("[a-z_]{1,6}", any::<u16>(), 0..4),
         )
