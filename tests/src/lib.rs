@@ -380,6 +380,18 @@ pub fn test_ingest_config() -> flywheel_supervisor::IngestConfig {
     }
 }
 
+/// A transaction on a raw connection under `tenant`'s row-level-security context (what
+/// `Database::begin` does for the pool), for tests that hold their own connection.
+pub async fn tenant_tx(conn: &mut PgConnection, tenant: uuid::Uuid) -> sqlx::Transaction<'_, sqlx::Postgres> {
+    let mut tx = conn.begin().await.expect("begin");
+    sqlx::query("select set_config('app.tenant_id', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await
+        .expect("set the tenant context");
+    tx
+}
+
 /// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
 pub async fn eventually<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
 where

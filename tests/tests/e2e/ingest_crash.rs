@@ -11,7 +11,6 @@ use std::time::Duration;
 use flywheel_contracts::Slug;
 use flywheel_tests::{TestDb, eventually, owner_url, redis_url};
 use serde_json::{Value, json};
-use sqlx::Connection;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
@@ -39,12 +38,7 @@ fn start_node(db: &TestDb, http: u16, namespace: &str, env: &[(&str, &str)]) -> 
 /// How many of `ids` the tenant has stored, and how many rows they make (duplicates count twice).
 async fn stored(db: &TestDb, tenant: Uuid, ids: &[Uuid]) -> (i64, i64) {
     let mut conn = db.app().await;
-    let mut tx = conn.begin().await.expect("begin");
-    sqlx::query("select set_config('app.tenant_id', $1, true)")
-        .bind(tenant.to_string())
-        .execute(&mut *tx)
-        .await
-        .expect("set");
+    let mut tx = flywheel_tests::tenant_tx(&mut conn, tenant).await;
     let row: (i64, i64) = sqlx::query_as("select count(distinct id), count(*) from events where id = any($1)")
         .bind(ids)
         .fetch_one(&mut *tx)

@@ -449,6 +449,21 @@ fn page_view_entry(tenant: TenantId, id: Uuid, visitor: &str, meta: &str) -> Ing
     }
 }
 
+/// Starts the app's ingestors again (the poison tests stop them to append entries first).
+async fn restart_ingestors(app: &TestApp) -> flywheel_supervisor::Ingest {
+    flywheel_supervisor::Ingest::start(app.db().clone(), app.stream.clone(), flywheel_tests::test_ingest_config())
+        .await
+        .expect("restart ingestors")
+}
+
+/// The tenant's rows in the dead-letter table.
+async fn table_dead_letters(app: &TestApp, t: &TestTenant) -> Vec<flywheel_storage::events::DeadLetter> {
+    let mut tx = app.db().begin(t.id).await.expect("begin");
+    let letters = flywheel_storage::events::dead_letters(&mut tx).await.expect("dead letters");
+    tx.commit().await.expect("commit");
+    letters
+}
+
 #[tokio::test]
 async fn a_poison_entry_is_dead_lettered_and_the_rest_of_its_batch_lands() {
     let app = TestApp::spawn().await;
@@ -462,10 +477,7 @@ async fn a_poison_entry_is_dead_lettered_and_the_rest_of_its_batch_lands() {
     app.stream.append_raw(t.id, &entry(poison, r#"{"properties": {"x": "a\u0000b"}}"#).encode()).await.expect("append");
     app.stream.append_raw(t.id, b"not an entry at all").await.expect("append");
     app.stream.append_raw(t.id, &entry(good2, "{}").encode()).await.expect("append");
-    let ingest =
-        flywheel_supervisor::Ingest::start(app.db().clone(), app.stream.clone(), flywheel_tests::test_ingest_config())
-            .await
-            .expect("restart ingestors");
+    let ingest = restart_ingestors(&app).await;
     let stored = wait_for_events(&app, &t, "visitor_id=v.p", 2).await;
     let ids: Vec<&Value> = stored.iter().map(|e| &e["id"]).collect();
     assert!(ids.contains(&&json!(good1)) && ids.contains(&&json!(good2)), "{ids:?}");
@@ -473,9 +485,7 @@ async fn a_poison_entry_is_dead_lettered_and_the_rest_of_its_batch_lands() {
         (app.stream.dead_letters().await.ok()? == 2 && app.stream.backlog().await.ok()? == 0).then_some(())
     })
     .await;
-    let mut tx = app.db().begin(t.id).await.expect("begin");
-    let letters = flywheel_storage::events::dead_letters(&mut tx).await.expect("dead letters");
-    tx.commit().await.expect("commit");
+    let letters = table_dead_letters(&app, &t).await;
     assert_eq!(letters.len(), 1, "the decodable poison is kept under its tenant");
     assert_eq!(letters[0].event_id, poison);
     assert_eq!(letters[0].attempts, 3);
@@ -499,10 +509,7 @@ async fn a_poison_event_is_dead_lettered_alone_and_the_rest_of_its_entry_lands()
     .expect("one tenant");
     app.ingest.stop();
     let entry_id = app.stream.append_raw(t.id, &packed).await.expect("append");
-    let ingest =
-        flywheel_supervisor::Ingest::start(app.db().clone(), app.stream.clone(), flywheel_tests::test_ingest_config())
-            .await
-            .expect("restart ingestors");
+    let ingest = restart_ingestors(&app).await;
     let stored = wait_for_events(&app, &t, "visitor_id=v.pp", 2).await;
     let ids: Vec<&Value> = stored.iter().map(|e| &e["id"]).collect();
     assert!(ids.contains(&&json!(good1)) && ids.contains(&&json!(good2)), "{ids:?}");
@@ -510,9 +517,7 @@ async fn a_poison_event_is_dead_lettered_alone_and_the_rest_of_its_entry_lands()
         (app.stream.dead_letters().await.ok()? == 1 && app.stream.backlog().await.ok()? == 0).then_some(())
     })
     .await;
-    let mut tx = app.db().begin(t.id).await.expect("begin");
-    let letters = flywheel_storage::events::dead_letters(&mut tx).await.expect("dead letters");
-    tx.commit().await.expect("commit");
+    let letters = table_dead_letters(&app, &t).await;
     assert_eq!(letters.len(), 1, "only the poison event is dead-lettered");
     assert_eq!(letters[0].event_id, poison);
     assert_eq!(letters[0].stream_entry, format!("{entry_id}/1"));
@@ -587,13 +592,7 @@ async fn tenants_cannot_write_or_read_each_others_events() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     // The ingest path's own session: under A's context it sees A's events only.
     let mut conn = app.test_db.app().await;
-    use sqlx::Connection;
-    let mut tx = conn.begin().await.expect("begin");
-    sqlx::query("select set_config('app.tenant_id', $1, true)")
-        .bind(a.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .expect("set");
+    let mut tx = flywheel_tests::tenant_tx(&mut conn, a.id.as_uuid()).await;
     let tenants: Vec<Uuid> =
         sqlx::query_scalar("select distinct tenant_id from events").fetch_all(&mut *tx).await.expect("read");
     assert_eq!(tenants, vec![a.id.as_uuid()]);
@@ -789,13 +788,7 @@ async fn a_batch_mixing_tenants_stores_each_event_under_its_own_tenant_only() {
 
 /// The count of the tenant's events with a lead, read under its own context.
 async fn events_with_lead(conn: &mut sqlx::PgConnection, tenant: Uuid) -> (i64, i64) {
-    use sqlx::Connection;
-    let mut tx = conn.begin().await.expect("begin");
-    sqlx::query("select set_config('app.tenant_id', $1, true)")
-        .bind(tenant.to_string())
-        .execute(&mut *tx)
-        .await
-        .expect("set");
+    let mut tx = flywheel_tests::tenant_tx(conn, tenant).await;
     let counts = sqlx::query_as("select count(*), count(lead_id) from events where tenant_id = $1")
         .bind(tenant)
         .fetch_one(&mut *tx)
@@ -807,7 +800,6 @@ async fn events_with_lead(conn: &mut sqlx::PgConnection, tenant: Uuid) -> (i64, 
 
 #[tokio::test]
 async fn deleting_a_lead_clears_it_from_its_tenants_events_and_deleting_a_tenant_deletes_its_events() {
-    use sqlx::Connection;
     let app = TestApp::spawn().await;
     let a = app.tenant("forget-a").await;
     let b = app.tenant("forget-b").await;
@@ -843,12 +835,7 @@ async fn deleting_a_lead_clears_it_from_its_tenants_events_and_deleting_a_tenant
     assert_eq!(events_with_lead(&mut conn, b.id.as_uuid()).await, (2, 2));
 
     // A deletes its lead: A's events lose it, B's (a lead of the same email) keep theirs.
-    let mut tx = conn.begin().await.expect("begin");
-    sqlx::query("select set_config('app.tenant_id', $1, true)")
-        .bind(a.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .expect("set");
+    let mut tx = flywheel_tests::tenant_tx(&mut conn, a.id.as_uuid()).await;
     let deleted = sqlx::query("delete from leads where id = $1").bind(leads[0]).execute(&mut *tx).await.expect("del");
     assert_eq!(deleted.rows_affected(), 1);
     tx.commit().await.expect("commit");
@@ -857,12 +844,7 @@ async fn deleting_a_lead_clears_it_from_its_tenants_events_and_deleting_a_tenant
 
     // The operator deletes tenant A: its events go with it, B's stay.
     let mut owner = app.test_db.owner().await;
-    let mut tx = owner.begin().await.expect("begin");
-    sqlx::query("select set_config('app.tenant_id', $1, true)")
-        .bind(a.id.to_string())
-        .execute(&mut *tx)
-        .await
-        .expect("set");
+    let mut tx = flywheel_tests::tenant_tx(&mut owner, a.id.as_uuid()).await;
     sqlx::query("delete from tenants where id = $1").bind(a.id.as_uuid()).execute(&mut *tx).await.expect("delete A");
     tx.commit().await.expect("commit");
     assert_eq!(events_with_lead(&mut conn, a.id.as_uuid()).await, (0, 0));
