@@ -108,8 +108,8 @@ pub struct IngestConfig {
         default_value_t = 2
     )]
     pub warmup_secs: u64,
-    /// The open-loop rates as a fraction of the closed loop's accepted rate (the target's phase)
-    /// and of its persisted rate (for context).
+    /// The open-loop rates as a fraction of the closed loop's persisted rate (the target's phase)
+    /// and of its accepted rate (for context).
     #[arg(
         long = "ingest-load-fraction",
         env = "FLYWHEEL_BENCH_INGEST_LOAD_FRACTION",
@@ -118,7 +118,7 @@ pub struct IngestConfig {
     )]
     pub load_fraction: f64,
     /// A fixed rate in events per second for the target's open-loop phase, instead of the fraction
-    /// of the accepted rate.
+    /// of the persisted rate.
     #[arg(long = "ingest-rate", env = "FLYWHEEL_BENCH_INGEST_RATE", value_name = "EVENTS_PER_SEC")]
     pub rate: Option<f64>,
     /// The node's event ingestors (FLYWHEEL_INGESTORS).
