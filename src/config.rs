@@ -162,6 +162,13 @@ pub struct Config {
     #[arg(long, env = "FLYWHEEL_INGESTORS", default_value_t = 2)]
     pub ingestors: u16,
 
+    /// The nice value (0 to 19) of the thread the ingestors run on. They run apart from the HTTP
+    /// edge, on a thread of their own: their batches are seconds of CPU work a minute, and at a
+    /// higher nice value a request waiting for a core gets it first, so the edge's latency holds
+    /// while a batch is decoded and encoded. 0 treats both alike.
+    #[arg(long, env = "FLYWHEEL_INGEST_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub ingest_nice: i32,
+
     /// Largest batch an ingestor writes in one transaction, and the longest it waits to fill one.
     #[arg(long, env = "FLYWHEEL_INGEST_BATCH", default_value_t = 5_000)]
     pub ingest_batch: usize,

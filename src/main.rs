@@ -7,6 +7,7 @@ mod admin;
 mod client;
 mod config;
 mod demo;
+mod ingest;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -216,10 +217,9 @@ async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
     let state = AppState::new(db.clone(), redis.clone(), vector, runtime.clone(), Some(embedder), config.gateway());
     // FLYWHEEL_INGESTORS=0: an edge-only node, accepting events that other nodes store.
     let ingest = if config.ingestors > 0 {
-        let ingest = flywheel_supervisor::Ingest::start(db.clone(), state.event_stream().clone(), config.ingest())
-            .await
-            .map_err(|e| anyhow::anyhow!("start the event ingestors: {e}"))?;
-        Some(ingest)
+        let connections =
+            ingest::Connections { database: config.database(), redis: config.redis(), stream: config.stream() };
+        Some(ingest::IngestThread::start(connections, config.ingest(), config.ingest_nice).await?)
     } else {
         None
     };
@@ -246,8 +246,8 @@ async fn node(config: &Config, demo: Option<demo::DemoTenant>) -> Result<()> {
     // for the leases to expire.
     cluster.shutdown().await;
     runtime.stop();
-    if let Some(ingest) = &ingest {
-        ingest.stop();
+    if let Some(ingest) = ingest {
+        ingest.stop().await;
     }
     let _ = maintenance.await;
     redis.quit().await;

@@ -103,6 +103,13 @@ impl Ingest {
         self.supervisor.stop_children(None);
         self.supervisor.stop(None);
     }
+
+    /// Stops the ingestors after their current batch and waits, up to `timeout` for each step,
+    /// until they and their supervisor ended.
+    pub async fn stop_and_wait(&self, timeout: Duration) {
+        self.supervisor.stop_children_and_wait(None, Some(timeout)).await;
+        let _ = self.supervisor.stop_and_wait(None, Some(timeout)).await;
+    }
 }
 
 struct Shared {

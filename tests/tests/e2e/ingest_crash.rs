@@ -89,6 +89,10 @@ async fn a_node_killed_mid_batch_loses_and_doubles_no_acknowledged_event() {
     let base = format!("http://127.0.0.1:{port}");
     let mut first = start_node(&db, port, &namespace, &env);
     ready(&client, &base).await;
+    // The ingestors run on threads of their own at a lower priority than the edge's workers.
+    let niceness = thread_niceness(first.0.id());
+    assert!(niceness.iter().any(|(name, nice)| name == "ingest-worker" && *nice == 10), "{niceness:?}");
+    assert!(niceness.iter().any(|(name, nice)| name == "tokio-rt-worker" && *nice == 0), "{niceness:?}");
 
     let stop = Arc::new(AtomicBool::new(false));
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -148,6 +152,21 @@ async fn a_node_killed_mid_batch_loses_and_doubles_no_acknowledged_event() {
     assert_eq!((distinct, rows), (total, total), "each acknowledged event exactly once");
     let unique: HashSet<&Uuid> = acked.iter().collect();
     assert_eq!(unique.len(), acked.len());
+}
+
+/// Each thread of a process: its name and nice value (`/proc/<pid>/task/<tid>/stat`, field 19).
+fn thread_niceness(pid: u32) -> Vec<(String, i64)> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the node's threads");
+    tasks
+        .filter_map(|task| {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            // `pid (name) state ppid …`: the name may hold spaces, so fields count from its `)`.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let name = head.split_once('(')?.1.to_owned();
+            let nice = rest.split_whitespace().nth(16)?.parse().ok()?;
+            Some((name, nice))
+        })
+        .collect()
 }
 
 /// Resident memory of a process, in KiB.
