@@ -169,15 +169,18 @@ fn thread_niceness(pid: u32) -> Vec<(String, i64)> {
         .collect()
 }
 
-/// Resident memory of a process, in KiB.
+/// Anonymous resident memory of a process (its heap and stacks), in KiB. Not `VmRSS`: that
+/// also counts the pages of the binary and of the embedding model's file as the kernel maps
+/// them in, and a debug binary's code is paged in as the burst first runs it (80+ MB seen), which
+/// is not memory the node holds for the requests.
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the node's /proc status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix("RssAnon:"))
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse().ok())
-        .expect("VmRSS")
+        .expect("RssAnon")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,7 +227,7 @@ async fn a_burst_beyond_the_backlog_bound_gets_503s_with_flat_memory_and_loses_n
         tasks.push(tokio::spawn(async move {
             let mut ok = Vec::new();
             let mut refused = 0usize;
-            for _ in 0..25 {
+            for _ in 0..60 {
                 let ids: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
                 let events: Vec<Value> = ids
                     .iter()
@@ -257,12 +260,12 @@ async fn a_burst_beyond_the_backlog_bound_gets_503s_with_flat_memory_and_loses_n
     sampling.store(false, Ordering::SeqCst);
     let peak = sampler.join().expect("sampler").max(baseline);
     eprintln!(
-        "burst: {} accepted, {refused} requests refused; node RSS {baseline} KiB -> peak {peak} KiB",
+        "burst: {} accepted, {refused} requests refused; node anonymous RSS {baseline} KiB -> peak {peak} KiB",
         accepted.len()
     );
-    assert!(refused > 0, "the burst (20,000 events) passed the bound (3,000) without a 503");
+    assert!(refused > 0, "the burst (48,000 events) passed the bound (3,000) without a 503");
     assert!(accepted.len() <= 3000, "no more than the bound was admitted: {}", accepted.len());
-    // The ceiling: the burst is 20,000 events of ~1.6 KB (about 32 MB of JSON); the node keeps
+    // The ceiling: the burst is 48,000 events of ~1.6 KB (about 77 MB of JSON); the node keeps
     // none of what it refused, so its memory grows by far less than that.
     assert!(peak < baseline + 24 * 1024, "node memory grew from {baseline} KiB to {peak} KiB");
 
