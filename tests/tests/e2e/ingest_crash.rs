@@ -206,68 +206,77 @@ async fn a_burst_beyond_the_backlog_bound_gets_503s_with_flat_memory_and_loses_n
     accepted.extend(answer["ids"].as_array().expect("ids").iter().filter_map(|i| i.as_str()?.parse::<Uuid>().ok()));
     let baseline = rss_kib(pid);
 
-    // Memory is sampled every 5 ms for the whole burst, not just before and after it.
-    let sampling = Arc::new(AtomicBool::new(true));
-    let sampler = {
-        let sampling = sampling.clone();
-        std::thread::spawn(move || {
-            let mut peak = 0;
-            while sampling.load(Ordering::SeqCst) {
-                peak = peak.max(rss_kib(pid));
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            peak
-        })
-    };
-    let padding = "x".repeat(1500);
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        let padding = padding.clone();
-        let (client, url) = (client.clone(), url.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut ok = Vec::new();
-            let mut refused = 0usize;
-            for _ in 0..60 {
-                let ids: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
-                let events: Vec<Value> = ids
-                    .iter()
-                    .map(|id| {
-                        json!({"id": id, "type": "click", "source": "web",
-                                     "properties": {"element": "#buy", "note": padding}})
-                    })
-                    .collect();
-                let r = client.post(&url).body(json!({"events": events}).to_string()).send().await.expect("send");
-                match r.status() {
-                    reqwest::StatusCode::ACCEPTED => ok.extend(ids),
-                    reqwest::StatusCode::SERVICE_UNAVAILABLE => {
-                        assert!(r.headers().contains_key("retry-after"), "503 carries Retry-After");
-                        let body: Value = r.json().await.expect("json error");
-                        assert_eq!(body["error"]["code"], "overloaded");
-                        refused += 1;
-                    }
-                    other => panic!("unexpected {other}"),
-                }
-            }
-            (ok, refused)
-        }));
-    }
+    // Two bursts: the first may grow the allocator's pools to what the path needs at once; the
+    // second, refused whole (the bound is reached), must find memory flat — a node that kept
+    // what it refused would grow by the burst again.
     let mut refused = 0;
-    for t in tasks {
-        let (ok, r) = t.await.expect("burst task");
-        accepted.extend(ok);
-        refused += r;
+    let mut peaks = Vec::new();
+    for _burst in 0..2 {
+        // Memory is sampled every 5 ms for the whole burst, not just before and after it.
+        let sampling = Arc::new(AtomicBool::new(true));
+        let sampler = {
+            let sampling = sampling.clone();
+            std::thread::spawn(move || {
+                let mut peak = 0;
+                while sampling.load(Ordering::SeqCst) {
+                    peak = peak.max(rss_kib(pid));
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                peak
+            })
+        };
+        let padding = "x".repeat(1500);
+        let mut tasks = Vec::new();
+        for _ in 0..8 {
+            let padding = padding.clone();
+            let (client, url) = (client.clone(), url.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut ok = Vec::new();
+                let mut refused = 0usize;
+                for _ in 0..60 {
+                    let ids: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
+                    let events: Vec<Value> = ids
+                        .iter()
+                        .map(|id| {
+                            json!({"id": id, "type": "click", "source": "web",
+                                         "properties": {"element": "#buy", "note": padding}})
+                        })
+                        .collect();
+                    let r = client.post(&url).body(json!({"events": events}).to_string()).send().await.expect("send");
+                    match r.status() {
+                        reqwest::StatusCode::ACCEPTED => ok.extend(ids),
+                        reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                            assert!(r.headers().contains_key("retry-after"), "503 carries Retry-After");
+                            let body: Value = r.json().await.expect("json error");
+                            assert_eq!(body["error"]["code"], "overloaded");
+                            refused += 1;
+                        }
+                        other => panic!("unexpected {other}"),
+                    }
+                }
+                (ok, refused)
+            }));
+        }
+        for t in tasks {
+            let (ok, r) = t.await.expect("burst task");
+            accepted.extend(ok);
+            refused += r;
+        }
+        sampling.store(false, Ordering::SeqCst);
+        peaks.push(sampler.join().expect("sampler").max(baseline));
     }
-    sampling.store(false, Ordering::SeqCst);
-    let peak = sampler.join().expect("sampler").max(baseline);
+    let (peak, second) = (peaks[0], peaks[1]);
     eprintln!(
-        "burst: {} accepted, {refused} requests refused; node anonymous RSS {baseline} KiB -> peak {peak} KiB",
+        "bursts: {} accepted, {refused} requests refused; node anonymous RSS {baseline} KiB -> peak {peak} KiB, then {second} KiB",
         accepted.len()
     );
-    assert!(refused > 0, "the burst (48,000 events) passed the bound (3,000) without a 503");
+    assert!(refused > 0, "the bursts (96,000 events) passed the bound (3,000) without a 503");
     assert!(accepted.len() <= 3000, "no more than the bound was admitted: {}", accepted.len());
-    // The ceiling: the burst is 48,000 events of ~1.6 KB (about 77 MB of JSON); the node keeps
-    // none of what it refused, so its memory grows by far less than that.
-    assert!(peak < baseline + 24 * 1024, "node memory grew from {baseline} KiB to {peak} KiB");
+    // The ceiling: a burst is 48,000 events of ~1.6 KB (about 77 MB of JSON); the node keeps
+    // none of what it refused, so its memory grows by less than that in the first burst (the
+    // allocator's pools: 0–37 MB seen on a loaded machine), and by almost nothing in the second.
+    assert!(peak < baseline + 64 * 1024, "node memory grew from {baseline} KiB to {peak} KiB");
+    assert!(second < peak + 16 * 1024, "a second burst grew node memory again: {peak} KiB to {second} KiB");
 
     // Ingestors elsewhere (here: in this process) store everything that got a 202.
     let redis = flywheel_storage::redis::RedisStore::connect(&flywheel_storage::redis::RedisConfig::new(
