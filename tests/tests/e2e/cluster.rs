@@ -15,7 +15,6 @@ use flywheel_contracts::api::approval::ApprovalKind;
 use flywheel_storage::audit::Actor as AuditActor;
 use flywheel_tests::{TestDb, eventually, owner_url, redis_url};
 use serde_json::{Value, json};
-use sqlx::Connection;
 
 use crate::crash::{Node, flywheel_binary, free_port, ready, run_input, slow_llm};
 
@@ -217,12 +216,7 @@ impl Cluster {
         let mut conn = self.db.app().await;
         let mut out = Vec::new();
         for tenant in tenants {
-            let mut tx = conn.begin().await.expect("begin");
-            sqlx::query("select set_config('app.tenant_id', $1, true)")
-                .bind(tenant.to_string())
-                .execute(&mut *tx)
-                .await
-                .expect("tenant context");
+            let mut tx = flywheel_tests::tenant_tx(&mut conn, tenant.as_uuid()).await;
             let rows: Vec<StepRow> = sqlx::query_as(
                 "select run_id, name, node_id, lease_epoch, finished_at from run_steps where status = 'succeeded'",
             )

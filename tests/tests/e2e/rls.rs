@@ -5,7 +5,7 @@
 use flywheel_contracts::api::lead::LeadCreate;
 use flywheel_contracts::{Email, Slug, TenantId};
 use flywheel_storage::{ListQuery, leads};
-use flywheel_tests::TestDb;
+use flywheel_tests::{TestDb, tenant_tx};
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
@@ -236,16 +236,6 @@ async fn tenant_tables(conn: &mut PgConnection) -> Vec<TenantTable> {
         .collect()
 }
 
-async fn as_tenant(conn: &mut PgConnection, tenant: Uuid) -> sqlx::Transaction<'_, sqlx::Postgres> {
-    let mut tx = conn.begin().await.expect("begin");
-    sqlx::query("select set_config('app.tenant_id', $1, true)")
-        .bind(tenant.to_string())
-        .execute(&mut *tx)
-        .await
-        .expect("set tenant");
-    tx
-}
-
 async fn insert_fixture(
     conn: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     table: &TenantTable,
@@ -311,13 +301,13 @@ async fn cross_tenant_matrix_over_every_tenant_table() {
         let name = table.name.as_str();
         let id = Uuid::now_v7();
         {
-            let mut tx = as_tenant(&mut app, a).await;
+            let mut tx = tenant_tx(&mut app, a).await;
             insert_fixture(&mut tx, table, a, id).await.unwrap_or_else(|e| panic!("{name}: insert as A: {e}"));
             tx.commit().await.expect("commit");
         }
         // B sees nothing of A's, even by id, and can neither update nor delete it.
         {
-            let mut tx = as_tenant(&mut app, b).await;
+            let mut tx = tenant_tx(&mut app, b).await;
             assert_eq!(count(&mut tx, name, Some(id)).await, 0, "{name}: B sees A's row by id");
             let others: i64 =
                 sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from {name} where tenant_id <> $1")))
@@ -340,7 +330,7 @@ async fn cross_tenant_matrix_over_every_tenant_table() {
         }
         // A cannot move its row to B.
         {
-            let mut tx = as_tenant(&mut app, a).await;
+            let mut tx = tenant_tx(&mut app, a).await;
             sqlx::query("savepoint s").execute(&mut *tx).await.expect("savepoint");
             let moved = sqlx::query(sqlx::AssertSqlSafe(format!("update {name} set tenant_id = $1 where id = $2")))
                 .bind(b)
@@ -361,7 +351,7 @@ async fn cross_tenant_matrix_over_every_tenant_table() {
     }
 
     // `tenants`: a tenant sees only its own row; none without a tenant.
-    let mut tx = as_tenant(&mut app, b).await;
+    let mut tx = tenant_tx(&mut app, b).await;
     let visible: Vec<Uuid> = sqlx::query_scalar("select id from tenants").fetch_all(&mut *tx).await.expect("tenants");
     assert_eq!(visible, vec![b]);
     tx.commit().await.expect("commit");
@@ -380,7 +370,7 @@ async fn a_foreign_key_to_another_tenants_row_fails() {
     let mut app = t.app().await;
     let (campaign, lead, affiliate, run) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     {
-        let mut tx = as_tenant(&mut app, a).await;
+        let mut tx = tenant_tx(&mut app, a).await;
         for (sql, id) in [
             ("insert into campaigns (tenant_id, id, name) values ($1, $2, 'c')", campaign),
             ("insert into leads (tenant_id, id, email) values ($1, $2, 'x@y.io')", lead),
@@ -426,7 +416,7 @@ async fn a_foreign_key_to_another_tenants_row_fails() {
         ),
     ];
     for (sql, parent) in attempts {
-        let mut tx = as_tenant(&mut app, b).await;
+        let mut tx = tenant_tx(&mut app, b).await;
         let err = sqlx::query(sql).bind(b).bind(parent).execute(&mut *tx).await.expect_err(sql);
         assert!(
             matches!(&err, sqlx::Error::Database(d) if d.code().as_deref() == Some("23503")),
@@ -482,7 +472,7 @@ async fn a_pooled_connection_carries_nothing_from_one_tenant_to_the_next() {
 
     // The tenant setting is transaction-local: a session that ran A's work then has none.
     let mut raw = t.app().await;
-    let mut tx = as_tenant(&mut raw, a.as_uuid()).await;
+    let mut tx = tenant_tx(&mut raw, a.as_uuid()).await;
     let n: i64 = sqlx::query_scalar("select count(*) from leads").fetch_one(&mut *tx).await.expect("count");
     assert_eq!(n, 1);
     tx.commit().await.expect("commit");
@@ -502,7 +492,7 @@ async fn partitions_are_created_ahead_and_rows_move_out_of_the_default_partition
     // An event 14 months ahead has no partition yet: it lands in the default one.
     let ahead = chrono::Utc::now() + chrono::Duration::days(30 * 14);
     let id = Uuid::now_v7();
-    let mut tx = as_tenant(&mut app, a).await;
+    let mut tx = tenant_tx(&mut app, a).await;
     sqlx::query("insert into events (tenant_id, id, event_type, occurred_at) values ($1, $2, 'page_view', $3)")
         .bind(a)
         .bind(id)
@@ -522,7 +512,7 @@ async fn partitions_are_created_ahead_and_rows_move_out_of_the_default_partition
     assert!(created >= 2, "created {created}");
     assert_eq!(t.db.ensure_partitions(15).await.expect("again"), 0, "idempotent");
 
-    let mut tx = as_tenant(&mut app, a).await;
+    let mut tx = tenant_tx(&mut app, a).await;
     let home: String = sqlx::query_scalar("select tableoid::regclass::text from events where id = $1")
         .bind(id)
         .fetch_one(&mut *tx)
@@ -533,7 +523,7 @@ async fn partitions_are_created_ahead_and_rows_move_out_of_the_default_partition
     // A past month (an import, a late event) gets its partition too, at the next maintenance.
     let past = chrono::Utc::now() - chrono::Duration::days(700);
     let old_id = Uuid::now_v7();
-    let mut tx = as_tenant(&mut app, a).await;
+    let mut tx = tenant_tx(&mut app, a).await;
     sqlx::query("insert into events (tenant_id, id, event_type, occurred_at) values ($1, $2, 'page_view', $3)")
         .bind(a)
         .bind(old_id)
@@ -543,7 +533,7 @@ async fn partitions_are_created_ahead_and_rows_move_out_of_the_default_partition
         .expect("insert");
     tx.commit().await.expect("commit");
     assert_eq!(t.db.ensure_partitions(3).await.expect("maintenance"), 1, "the past month of events");
-    let mut tx = as_tenant(&mut app, a).await;
+    let mut tx = tenant_tx(&mut app, a).await;
     let home: String = sqlx::query_scalar("select tableoid::regclass::text from events where id = $1")
         .bind(old_id)
         .fetch_one(&mut *tx)
