@@ -162,10 +162,9 @@ pub struct Config {
     #[arg(long, env = "FLYWHEEL_INGESTORS", default_value_t = 2)]
     pub ingestors: u16,
 
-    /// The nice value (0 to 19) of the thread the ingestors run on. They run apart from the HTTP
-    /// edge, on a thread of their own: their batches are seconds of CPU work a minute, and at a
-    /// higher nice value a request waiting for a core gets it first, so the edge's latency holds
-    /// while a batch is decoded and encoded. 0 treats both alike.
+    /// The nice value (0 to 19) of the threads the ingestors run on, apart from the HTTP edge's:
+    /// at a higher nice value the kernel gives a request waiting for a core a larger share than a
+    /// batch being decoded and encoded. 0 treats both alike.
     #[arg(long, env = "FLYWHEEL_INGEST_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub ingest_nice: i32,
 

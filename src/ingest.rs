@@ -32,16 +32,18 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// A database pool with a connection per ingestor and one for dead letters, and a Redis pool
-    /// with one per ingestor.
-    async fn open(&self, ingestors: u16) -> Result<(Database, RedisStore)> {
+    /// Opens the ingestors' connections — a database pool with one per ingestor and one for dead
+    /// letters, a Redis pool with one per ingestor — and starts the ingestors over them.
+    async fn start(&self, config: IngestConfig) -> Result<(Ingest, Database, RedisStore)> {
         let mut database = self.database.clone();
-        database.max_connections = u32::from(ingestors) + 1;
+        database.max_connections = u32::from(config.ingestors) + 1;
         let db = Database::connect(&database).await.context("connect the ingestors to PostgreSQL")?;
         let mut redis = self.redis.clone();
-        redis.pool_size = usize::from(ingestors.max(1));
+        redis.pool_size = usize::from(config.ingestors.max(1));
         let redis = RedisStore::connect(&redis).await.context("connect the ingestors to Redis")?;
-        Ok((db, redis))
+        let stream = EventStream::new(redis.clone(), self.stream.clone());
+        let ingest = Ingest::start(db.clone(), stream, config).await.map_err(|e| anyhow!("{e}"))?;
+        Ok((ingest, db, redis))
     }
 }
 
@@ -77,18 +79,10 @@ impl IngestThread {
                     }
                 };
                 runtime.block_on(async move {
-                    let (db, redis) = match connections.open(config.ingestors).await {
-                        Ok(opened) => opened,
+                    let (ingest, db, redis) = match connections.start(config).await {
+                        Ok(started) => started,
                         Err(e) => {
                             let _ = started_tx.send(Err(format!("{e:#}")));
-                            return;
-                        }
-                    };
-                    let stream = EventStream::new(redis.clone(), connections.stream);
-                    let ingest = match Ingest::start(db.clone(), stream, config).await {
-                        Ok(ingest) => ingest,
-                        Err(e) => {
-                            let _ = started_tx.send(Err(e.to_string()));
                             return;
                         }
                     };
