@@ -15,9 +15,12 @@
 //!     whose backlog grows).
 //!   - the accept path alone: an edge-only node (`FLYWHEEL_INGESTORS=0`, as deployed in front of
 //!     separate ingest nodes) under closed-loop load, so that the PostgreSQL backends storing
-//!     events do not share the two cores with what is measured. Target: it accepts at least a
-//!     quarter of the no-op handler's rate (`accepted/noop` ≥ 0.25x). Every 2xx must be one
-//!     stream entry when it stops (checked); the entries are then discarded.
+//!     events do not share the two cores with what is measured. A stand-in for the ingest nodes
+//!     ([`drain`]) takes and acknowledges the entries without storing them, so Redis serves a
+//!     consumer as it does in a deployment and the stream stays at a steady backlog. Target: it
+//!     accepts at least a quarter of the no-op handler's rate (`accepted/noop` ≥ 0.25x). Every
+//!     2xx must be one stream entry, consumed or left, when it stops (checked); what is left is
+//!     then discarded.
 //!
 //!   The nodes' resident memory is sampled throughout (reported).
 //! - (c) a no-op axum handler on the same machine ([`noop`]) under the same closed-loop load: the
@@ -27,6 +30,7 @@
 //! Everything runs in a database and a Redis namespace of the benchmark's own; the database is
 //! dropped at the end. The node binary is built first (`cargo build --release --bin flywheel`).
 
+pub mod drain;
 pub mod load;
 pub mod node;
 pub mod noop;
@@ -65,7 +69,8 @@ const SHARDS: u16 = 8;
 /// How long the node may take to load its model and answer `/readyz`.
 const READY_LIMIT: Duration = Duration::from_secs(120);
 /// The edge-only node's backlog bound per shard: high enough that its closed loop measures the
-/// accept path, not the bound (the load is time-limited, so Redis holds at most that much).
+/// accept path, not the bound, even when the stand-in consumer falls behind (the load is
+/// time-limited, so Redis holds at most that much).
 const EDGE_ONLY_MAX_BACKLOG: u64 = 5_000_000;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -318,8 +323,11 @@ async fn edge_only(
         ..settings.clone()
     };
     let client = load::client(config.concurrency)?;
+    let stream =
+        EventStream::new(redis.clone(), StreamConfig { shards: SHARDS, max_backlog_per_shard: config.max_backlog });
     let mut node = Node::start(&settings)?;
     node.ready(&client, READY_LIMIT).await?;
+    let drainer = drain::Drainer::start(stream.clone());
     let sampler = RssSampler::start(node.pid(), Duration::from_millis(100));
     let workload = plan.workload(node.base());
     let loads = async {
@@ -333,13 +341,14 @@ async fn edge_only(
     let rss_max_kb = sampler.finish().await;
     let (log_lines, log_tail) = (node.log_lines(), node.log_tail());
     node.stop();
+    let drained = drainer.finish().await;
     let (outcome, at_fraction) = loads?;
-    let stream =
-        EventStream::new(redis.clone(), StreamConfig { shards: SHARDS, max_backlog_per_shard: config.max_backlog });
-    let entries = stream.backlog().await?;
+    let drained = drained?;
+    let left = stream.backlog().await?;
     stream.discard_all().await?;
     println!(
-        "      the accept path alone: an edge-only node (no ingestors), closed loop, {} connections",
+        "      the accept path alone: an edge-only node (no ingestors), closed loop, {} connections; a stand-in \
+         consumer takes and acknowledges its entries without storing them",
         config.concurrency
     );
     println!("        {}", throughput(&outcome));
@@ -348,13 +357,20 @@ async fn edge_only(
     println!("        {}", throughput(&at_fraction));
     println!("        latency {}", latency(&at_fraction));
     let answered = (outcome.total_events + at_fraction.total_events) / plan.events_per_request as u64;
+    let entries = drained.entries + left;
     println!(
-        "        {answered} requests answered 2xx, {entries} stream entries left; {} MB resident at most; the node \
-         logged {log_lines} warning/error line(s)",
+        "        {answered} requests answered 2xx; {} stream entries ({} events) consumed and {left} left; {} MB \
+         resident at most; the node logged {log_lines} warning/error line(s)",
+        drained.entries,
+        drained.events,
         rss_max_kb / 1024
     );
     if answered != entries {
-        bail!("the edge answered 2xx to {answered} requests but left {entries} stream entries; its log:\n{log_tail}");
+        bail!(
+            "the edge answered 2xx to {answered} requests but wrote {entries} stream entries ({} consumed, {left} \
+             left); its log:\n{log_tail}",
+            drained.entries
+        );
     }
     Ok(EdgeReport { outcome, at_fraction, rss_max_kb })
 }
