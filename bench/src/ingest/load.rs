@@ -54,7 +54,7 @@ pub struct Outcome {
     /// schedule's time, so a late sender counts against the answer; closed loop: its send).
     pub latency: Option<Summary>,
     /// The same from when each request actually left the load generator (its own delays on a
-    /// busy machine — the timer's millisecond tick, waiting for a core — left out).
+    /// busy machine — waiting for a core, the runtime picking the request up — left out).
     pub service: Option<Summary>,
     pub window: Duration,
 }
@@ -204,6 +204,9 @@ async fn closed(
     Ok(())
 }
 
+/// Open loop: a thread of its own paces the requests, sleeping to each one's due time (tokio's
+/// timer ticks every millisecond, which at thousands of requests a second would bunch them and
+/// count its own lateness against the server), and hands each to the runtime to send.
 async fn open(
     client: &reqwest::Client,
     workload: &Workload,
@@ -214,29 +217,42 @@ async fn open(
 ) -> Result<()> {
     let rate = requests_per_second.max(0.1);
     let slots = Arc::new(Semaphore::new(concurrency));
-    let first = Instant::now();
-    let mut k: usize = 0;
-    loop {
-        let due = first + Duration::from_secs_f64(k as f64 / rate);
-        if due >= window.to {
-            break;
-        }
-        tokio::time::sleep_until(due.into()).await;
-        let slot = slots.clone().acquire_owned().await.context("the request slots closed")?;
-        let url = workload.urls[k % workload.urls.len()].clone();
-        let body = workload.bodies[(k / workload.urls.len()) % workload.bodies.len()].clone();
-        let (client, recorder) = (client.clone(), recorder.clone());
-        tokio::spawn(async move {
-            let sent = Instant::now();
-            let answer = send(&client, &url, body).await;
-            let done = Instant::now();
-            if let Ok(mut r) = recorder.lock() {
-                r.record(window, due, sent, done, &answer);
+    let runtime = tokio::runtime::Handle::current();
+    let (client, workload, recorder, pacer_slots) = (client.clone(), workload.clone(), recorder.clone(), slots.clone());
+    let pacer = std::thread::Builder::new().name("load-pacer".into()).spawn(move || -> Result<()> {
+        let first = Instant::now();
+        let mut k: usize = 0;
+        loop {
+            let due = first + Duration::from_secs_f64(k as f64 / rate);
+            if due >= window.to {
+                return Ok(());
             }
-            drop(slot);
-        });
-        k += 1;
-    }
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+            // A full set of requests in flight holds the schedule back; the wait counts against
+            // the late requests' latency (from their due time).
+            let slot = runtime.block_on(pacer_slots.clone().acquire_owned()).context("the request slots closed")?;
+            let url = workload.urls[k % workload.urls.len()].clone();
+            let body = workload.bodies[(k / workload.urls.len()) % workload.bodies.len()].clone();
+            let (client, recorder) = (client.clone(), recorder.clone());
+            runtime.spawn(async move {
+                let sent = Instant::now();
+                let answer = send(&client, &url, body).await;
+                let done = Instant::now();
+                if let Ok(mut r) = recorder.lock() {
+                    r.record(window, due, sent, done, &answer);
+                }
+                drop(slot);
+            });
+            k += 1;
+        }
+    })?;
+    tokio::task::spawn_blocking(move || pacer.join())
+        .await
+        .context("the pacer's waiter panicked")?
+        .map_err(|_| anyhow!("the pacer panicked"))??;
     // Every slot back: every request answered (or timed out).
     let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
     let _all = slots.acquire_many(all).await.context("the request slots closed")?;
