@@ -378,7 +378,8 @@ async fn admit(
         cookieless: cookieless_identity.as_ref(),
         nul,
     };
-    let entries: Vec<IngestEntry> = batch.into_iter().map(|event| enrich(event, &request)).collect();
+    let mut bots = BotMemo::default();
+    let entries: Vec<IngestEntry> = batch.into_iter().map(|event| enrich(event, &request, &mut bots)).collect();
     let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
     // Every event is of `tenant` (enrich sets it): the encoding cannot refuse them.
     let payload = encode_packed(tenant.as_uuid(), &entries).ok_or_else(|| {
@@ -538,6 +539,26 @@ struct RequestFacts<'a> {
     nul: bool,
 }
 
+/// The last user agent looked up among a request's events, and whether it is a bot's: the
+/// events of one page's batch nearly always carry the same one.
+#[derive(Default)]
+struct BotMemo {
+    last: Option<(String, bool)>,
+}
+
+impl BotMemo {
+    fn is_bot(&mut self, user_agent: &str) -> bool {
+        match &self.last {
+            Some((ua, bot)) if ua == user_agent => *bot,
+            _ => {
+                let bot = is_bot(user_agent);
+                self.last = Some((user_agent.to_owned(), bot));
+                bot
+            }
+        }
+    }
+}
+
 /// `events.meta`, serialized straight from the event's parts (keys absent when empty).
 #[derive(serde::Serialize)]
 struct Meta<'a> {
@@ -565,7 +586,7 @@ fn strip_nul_context(context: EventContext) -> EventContext {
 }
 
 /// The stream entry for one validated event.
-fn enrich(mut event: TrackingEvent, request: &RequestFacts<'_>) -> IngestEntry {
+fn enrich(mut event: TrackingEvent, request: &RequestFacts<'_>, bots: &mut BotMemo) -> IngestEntry {
     let (now, config, client) = (request.now, request.config, request.client);
     let browser = matches!(event.source, EventSource::Web | EventSource::Pixel);
     let mut clamped_from = None;
@@ -593,7 +614,7 @@ fn enrich(mut event: TrackingEvent, request: &RequestFacts<'_>) -> IngestEntry {
         // bot that runs it); the event's, when the request has none (a server relaying).
         bot = match &client.user_agent {
             Some(_) => client.bot,
-            None => context.user_agent.as_deref().is_some_and(is_bot),
+            None => context.user_agent.as_deref().is_some_and(|ua| bots.is_bot(ua)),
         };
         event.context = Some(context);
     }
@@ -780,5 +801,15 @@ mod tests {
         assert!(!is_bot(
             "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 Version/17.1 Safari/605.1.15"
         ));
+    }
+
+    #[test]
+    fn the_bot_memo_answers_for_each_user_agent_it_is_asked_about() {
+        let safari = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 Version/17.1 Safari/605.1.15";
+        let mut memo = BotMemo::default();
+        // Alternating agents: a memo that kept its first answer would call Safari a bot.
+        for ua in ["curl/8.5.0", safari, safari, "Googlebot/2.1", safari] {
+            assert_eq!(memo.is_bot(ua), is_bot(ua), "{ua}");
+        }
     }
 }
