@@ -154,6 +154,61 @@ async fn a_node_killed_mid_batch_loses_and_doubles_no_acknowledged_event() {
     assert_eq!(unique.len(), acked.len());
 }
 
+/// One burst: 8 senders post 60 batches of 100 events (~1.6 KB each) at once. Returns the ids
+/// answered 202, the requests refused with 503 (each checked to carry `Retry-After` and the
+/// `overloaded` code) and the node's peak anonymous memory, sampled every 5 ms for the whole
+/// burst, not just before and after it.
+async fn burst(client: &reqwest::Client, url: &str, pid: u32) -> (Vec<Uuid>, usize, u64) {
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = {
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while sampling.load(Ordering::SeqCst) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let padding = "x".repeat(1500);
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (client, url, padding) = (client.clone(), url.to_owned(), padding.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ok = Vec::new();
+            let mut refused = 0usize;
+            for _ in 0..60 {
+                let ids: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
+                let events: Vec<Value> = ids
+                    .iter()
+                    .map(|id| json!({"id": id, "type": "click", "source": "web", "properties": {"element": "#buy", "note": padding}}))
+                    .collect();
+                let r = client.post(&url).body(json!({"events": events}).to_string()).send().await.expect("send");
+                match r.status() {
+                    reqwest::StatusCode::ACCEPTED => ok.extend(ids),
+                    reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                        assert!(r.headers().contains_key("retry-after"), "503 carries Retry-After");
+                        let body: Value = r.json().await.expect("json error");
+                        assert_eq!(body["error"]["code"], "overloaded");
+                        refused += 1;
+                    }
+                    other => panic!("unexpected {other}"),
+                }
+            }
+            (ok, refused)
+        }));
+    }
+    let (mut accepted, mut refused) = (Vec::new(), 0);
+    for t in tasks {
+        let (ok, r) = t.await.expect("burst task");
+        accepted.extend(ok);
+        refused += r;
+    }
+    sampling.store(false, Ordering::SeqCst);
+    (accepted, refused, sampler.join().expect("sampler"))
+}
+
 /// Each thread of a process: its name and nice value (`/proc/<pid>/task/<tid>/stat`, field 19).
 fn thread_niceness(pid: u32) -> Vec<(String, i64)> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the node's threads");
@@ -212,58 +267,10 @@ async fn a_burst_beyond_the_backlog_bound_gets_503s_with_flat_memory_and_loses_n
     let mut refused = 0;
     let mut peaks = Vec::new();
     for _burst in 0..2 {
-        // Memory is sampled every 5 ms for the whole burst, not just before and after it.
-        let sampling = Arc::new(AtomicBool::new(true));
-        let sampler = {
-            let sampling = sampling.clone();
-            std::thread::spawn(move || {
-                let mut peak = 0;
-                while sampling.load(Ordering::SeqCst) {
-                    peak = peak.max(rss_kib(pid));
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                peak
-            })
-        };
-        let padding = "x".repeat(1500);
-        let mut tasks = Vec::new();
-        for _ in 0..8 {
-            let padding = padding.clone();
-            let (client, url) = (client.clone(), url.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut ok = Vec::new();
-                let mut refused = 0usize;
-                for _ in 0..60 {
-                    let ids: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
-                    let events: Vec<Value> = ids
-                        .iter()
-                        .map(|id| {
-                            json!({"id": id, "type": "click", "source": "web",
-                                         "properties": {"element": "#buy", "note": padding}})
-                        })
-                        .collect();
-                    let r = client.post(&url).body(json!({"events": events}).to_string()).send().await.expect("send");
-                    match r.status() {
-                        reqwest::StatusCode::ACCEPTED => ok.extend(ids),
-                        reqwest::StatusCode::SERVICE_UNAVAILABLE => {
-                            assert!(r.headers().contains_key("retry-after"), "503 carries Retry-After");
-                            let body: Value = r.json().await.expect("json error");
-                            assert_eq!(body["error"]["code"], "overloaded");
-                            refused += 1;
-                        }
-                        other => panic!("unexpected {other}"),
-                    }
-                }
-                (ok, refused)
-            }));
-        }
-        for t in tasks {
-            let (ok, r) = t.await.expect("burst task");
-            accepted.extend(ok);
-            refused += r;
-        }
-        sampling.store(false, Ordering::SeqCst);
-        peaks.push(sampler.join().expect("sampler").max(baseline));
+        let (ok, r, peak) = burst(&client, &url, pid).await;
+        accepted.extend(ok);
+        refused += r;
+        peaks.push(peak.max(baseline));
     }
     let (peak, second) = (peaks[0], peaks[1]);
     eprintln!(
