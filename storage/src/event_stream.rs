@@ -171,9 +171,10 @@ return {0, 0}
 
 /// Takes over stale pending entries (`XAUTOCLAIM`). Its `read_entries` appends entries to `out`
 /// as flat quintuples `{shard, id, payload or false, events, counted}` (an entry's `n` field is
-/// its event count; 1 when absent, as in entries of format 1) and spends the event budget. Reads start with one entry, then size themselves on the
-/// largest entry seen, so a batch passes its event budget by less than one entry's events
-/// ([`next_count`] is the same rule for [`EventStream::take`]).
+/// its event count; 1 when absent, as in entries of format 1) and spends the event budget.
+/// Reads start with one entry, then size themselves on the largest entry seen, so a batch
+/// passes its event budget by less than one entry's events ([`next_count`] is the same rule
+/// for [`EventStream::take`]).
 static CLAIM: Script = Script::new(
     r#"
 local function read_entries(out, shard, entries, budget, per)
