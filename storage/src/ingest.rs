@@ -75,6 +75,16 @@ impl Database {
         let conn = self.pool().acquire().await?;
         Ok(IngestWriter { conn, db: self.clone() })
     }
+
+    /// Analyzes the tables `flywheel_ingest_events` reads and writes (the partitions of `events`,
+    /// `leads`, `visitor_links`) whose changes since their last analysis passed autovacuum's
+    /// threshold, and returns their names; nothing when another caller is at it. Its plans are
+    /// cached per connection and made from the statistics of the moment: planned without them,
+    /// a batch reads all its tenant's stored events (migrations/20261125000008_ingest_statistics.sql).
+    /// An ANALYZE invalidates those plans on every connection.
+    pub async fn refresh_ingest_statistics(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar("select flywheel_ingest_analyze()").fetch_one(self.pool()).await?)
+    }
 }
 
 /// A batch in the shape `flywheel_ingest_events` takes: one array per column, rows grouped by

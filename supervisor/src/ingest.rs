@@ -12,8 +12,8 @@
 //! entry that cannot be decoded is dead-lettered whole at once. Any other failure (unreachable,
 //! deadlock, timeout) keeps the whole batch pending and backs off.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use flywheel_contracts::ingest::{IngestEntry, decode_entry};
@@ -42,6 +42,9 @@ pub struct IngestConfig {
     pub max_attempts: u32,
     /// Back-off after the database was unreachable.
     pub retry_backoff: Duration,
+    /// How often, while batches are stored, the planner statistics of the tables they go to are
+    /// refreshed where they changed enough (`Database::refresh_ingest_statistics`).
+    pub statistics_interval: Duration,
     /// This node's consumer names are `<consumer_prefix>-<n>`: keep it stable across restarts
     /// of the same node so it finds its own pending entries at once.
     pub consumer_prefix: String,
@@ -58,6 +61,7 @@ impl Default for IngestConfig {
             claim_interval: Duration::from_secs(5),
             max_attempts: 3,
             retry_backoff: Duration::from_millis(500),
+            statistics_interval: Duration::from_secs(5),
             consumer_prefix: "flywheel".into(),
         }
     }
@@ -90,7 +94,7 @@ impl std::fmt::Debug for Ingest {
 impl Ingest {
     pub async fn start(db: Database, stream: EventStream, config: IngestConfig) -> Result<Ingest, ActorProcessingErr> {
         let stats = Arc::new(IngestStats::default());
-        let shared = Arc::new(Shared { db, stream, config, stats: stats.clone() });
+        let shared = Arc::new(Shared { db, stream, config, stats: stats.clone(), statistics: Statistics::default() });
         let (supervisor, _) = Actor::spawn(None, IngestSupervisor, shared).await?;
         Ok(Ingest { supervisor, stats })
     }
@@ -117,6 +121,42 @@ struct Shared {
     stream: EventStream,
     config: IngestConfig,
     stats: Arc<IngestStats>,
+    statistics: Statistics,
+}
+
+/// The refresh of the ingest tables' statistics: when it last started, and whether it runs.
+#[derive(Default)]
+struct Statistics {
+    last: Mutex<Option<Instant>>,
+    running: AtomicBool,
+}
+
+impl Shared {
+    /// Starts a refresh of the ingest tables' statistics in the background, unless one runs or
+    /// one started less than `statistics_interval` ago: an ANALYZE of a large partition takes a
+    /// second or more, which no batch should wait for.
+    fn refresh_statistics(self: &Arc<Self>) {
+        if self.statistics.running.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        {
+            let mut last = self.statistics.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            if last.is_some_and(|t| t.elapsed() < self.config.statistics_interval) {
+                self.statistics.running.store(false, Ordering::Release);
+                return;
+            }
+            *last = Some(Instant::now());
+        }
+        let shared = self.clone();
+        tokio::spawn(async move {
+            match shared.db.refresh_ingest_statistics().await {
+                Ok(tables) if !tables.is_empty() => tracing::debug!(?tables, "Ingest tables analyzed."),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "Could not refresh the ingest tables' statistics."),
+            }
+            shared.statistics.running.store(false, Ordering::Release);
+        });
+    }
 }
 
 enum SupMsg {}
@@ -397,6 +437,7 @@ fn store_part<'a>(
                 }
                 shared.stats.stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 shared.stats.batches.fetch_add(1, Ordering::Relaxed);
+                shared.refresh_statistics();
                 Ok(())
             }
             Err(IngestError::Refused(reason)) if batch.len() > 1 => {

@@ -375,6 +375,7 @@ pub fn test_ingest_config() -> flywheel_supervisor::IngestConfig {
         claim_idle: Duration::from_secs(2),
         claim_interval: Duration::from_millis(500),
         retry_backoff: Duration::from_millis(100),
+        statistics_interval: Duration::from_millis(200),
         consumer_prefix: format!("test-{}", uuid::Uuid::new_v4().simple()),
         ..Default::default()
     }

@@ -854,3 +854,93 @@ async fn deleting_a_lead_clears_it_from_its_tenants_events_and_deleting_a_tenant
     assert_eq!(events_with_lead(&mut conn, a.id.as_uuid()).await, (0, 0));
     assert_eq!(events_with_lead(&mut conn, b.id.as_uuid()).await, (3, 3));
 }
+
+/// Stores `n` synthetic page views of `tenant` with one call of `flywheel_ingest_events` on
+/// `conn` (the ingestor's statement, its arrays built by the server) and returns the shared
+/// buffers the call touched, its nested statements included.
+async fn ingest_buffers(conn: &mut sqlx::PgConnection, tenant: Uuid, n: u32) -> i64 {
+    let sql = format!(
+        "explain (analyze, buffers, format json)
+         select flywheel_ingest_events(array['{tenant}']::uuid[], array[{n}], ids, types, sources, occurred,
+                                       received, sessions, visitors, leads, campaigns, pages, emails, ads, metas,
+                                       identities)
+           from (select array_agg(gen_random_uuid()) ids, array_agg('page_view'::text) types,
+                        array_agg('web'::text) sources, array_agg(now() - g * interval '1 second') occurred,
+                        array_agg(now()) received, array_agg('s.' || g / 10) sessions,
+                        array_agg('v.' || md5(random()::text)) visitors, array_agg(null::uuid) leads,
+                        array_agg(null::uuid) campaigns, array_agg(null::uuid) pages, array_agg(null::uuid) emails,
+                        array_agg(null::text) ads,
+                        array_agg(json_build_object('url', 'https://stride.example/p/' || g % 50)::text) metas,
+                        array_agg(null::text) identities
+                   from generate_series(1, {n}) g) s"
+    );
+    let plan: Value = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(conn).await.expect("explain the ingest");
+    let top = &plan[0]["Plan"];
+    top["Shared Hit Blocks"].as_i64().expect("hit blocks") + top["Shared Read Blocks"].as_i64().expect("read blocks")
+}
+
+/// `flywheel_ingest_events` plans its statements once per connection. Planned while `events`
+/// had no statistics, its duplicate check hashed all of the tenant's stored events on every
+/// batch, so a batch's cost grew with the tenant's history; once the statistics are refreshed
+/// (`refresh_ingest_statistics`, which the ingestors call as they store) the same connection
+/// plans again, and a batch costs a few index descents an event.
+#[tokio::test]
+async fn a_batchs_cost_stays_flat_as_its_tenant_stores_more_once_statistics_are_refreshed() {
+    let app = TestApp::spawn().await;
+    app.ingest.stop_and_wait(Duration::from_secs(10)).await;
+    let tenant = app.tenant("history").await.id.as_uuid();
+    // One connection throughout: its cached plans are what this is about.
+    let mut conn = app.test_db.app().await;
+    // The plans are made now, on the empty table.
+    ingest_buffers(&mut conn, tenant, 20).await;
+    for _ in 0..40 {
+        ingest_buffers(&mut conn, tenant, 1_500).await;
+    }
+    let stale = ingest_buffers(&mut conn, tenant, 20).await;
+    // The change counts reach the statistics once the writing session reports them (≤ 1 s).
+    let analyzed = eventually("the events partition analyzed", Duration::from_secs(10), || async {
+        let analyzed = app.db().refresh_ingest_statistics().await.expect("refresh the statistics");
+        analyzed.iter().any(|t| t.starts_with("events_p")).then_some(analyzed)
+    })
+    .await;
+    assert!(
+        analyzed.iter().all(|t| t.starts_with("events_") || t == "leads" || t == "visitor_links"),
+        "only the tables the ingest writes are analyzed: {analyzed:?}"
+    );
+    // Again the first call plans (reading the new statistics), the second is the batch's cost.
+    ingest_buffers(&mut conn, tenant, 20).await;
+    let fresh = ingest_buffers(&mut conn, tenant, 20).await;
+    // A descent of each index and the heap's page: about 24 buffers an event at this size
+    // (12 on the empty table, where every index is one page); the stale plan read 3,000.
+    assert!(fresh <= 40 * 20, "{fresh} buffers for 20 events with fresh statistics ({stale} with stale ones)");
+    assert!(stale > 10 * fresh, "the stale plan should have read the tenant's history: {stale} buffers");
+    // Nothing changed since: nothing to analyze.
+    assert_eq!(app.db().refresh_ingest_statistics().await.expect("refresh"), Vec::<String>::new());
+}
+
+/// The ingestors refresh the statistics of what they write as they store.
+#[tokio::test]
+async fn the_ingestors_keep_the_statistics_of_the_tables_they_write_fresh() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("stats").await;
+    // Batches spread over a few seconds: a session reports its changes to the statistics about
+    // once a second, and a refresh only analyzes what they show.
+    for _ in 0..6 {
+        let batch: Vec<Value> = (0..25).map(|i| page_view(Uuid::now_v7(), &format!("v.{i}"))).collect();
+        let (status, _, body) = collect(&app, &t.write_key, &json!({"events": batch}), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    wait_for_events(&app, &t, "", 150).await;
+    eventually("an ingestor analyzed the events partition", Duration::from_secs(30), || async {
+        let mut owner = app.test_db.owner().await;
+        let analyzed: i64 = sqlx::query_scalar(
+            "select count(*) from pg_stat_user_tables where relname like 'events_p%' and last_analyze is not null",
+        )
+        .fetch_one(&mut owner)
+        .await
+        .expect("read the table statistics");
+        (analyzed > 0).then_some(())
+    })
+    .await;
+}
