@@ -32,11 +32,13 @@ pub struct Connections {
 }
 
 impl Connections {
-    /// Opens the ingestors' connections — a database pool with one per ingestor and one for dead
-    /// letters, a Redis pool with one per ingestor — and starts the ingestors over them.
+    /// Opens the ingestors' connections — a database pool with one per ingestor, one for dead
+    /// letters and one for the background refresh of the tables' statistics (which holds it for
+    /// seconds while it analyzes), a Redis pool with one per ingestor — and starts the ingestors
+    /// over them.
     async fn start(&self, config: IngestConfig) -> Result<(Ingest, Database, RedisStore)> {
         let mut database = self.database.clone();
-        database.max_connections = u32::from(config.ingestors) + 1;
+        database.max_connections = u32::from(config.ingestors) + 2;
         let db = Database::connect(&database).await.context("connect the ingestors to PostgreSQL")?;
         let mut redis = self.redis.clone();
         redis.pool_size = usize::from(config.ingestors.max(1));

@@ -12,7 +12,7 @@
 //! entry that cannot be decoded is dead-lettered whole at once. Any other failure (unreachable,
 //! deadlock, timeout) keeps the whole batch pending and backs off.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,7 +94,7 @@ impl std::fmt::Debug for Ingest {
 impl Ingest {
     pub async fn start(db: Database, stream: EventStream, config: IngestConfig) -> Result<Ingest, ActorProcessingErr> {
         let stats = Arc::new(IngestStats::default());
-        let shared = Arc::new(Shared { db, stream, config, stats: stats.clone(), statistics: Statistics::default() });
+        let shared = Arc::new(Shared { db, stream, config, stats: stats.clone(), statistics: Mutex::default() });
         let (supervisor, _) = Actor::spawn(None, IngestSupervisor, shared).await?;
         Ok(Ingest { supervisor, stats })
     }
@@ -121,14 +121,14 @@ struct Shared {
     stream: EventStream,
     config: IngestConfig,
     stats: Arc<IngestStats>,
-    statistics: Statistics,
+    statistics: Mutex<Refresh>,
 }
 
 /// The refresh of the ingest tables' statistics: when it last started, and whether it runs.
 #[derive(Default)]
-struct Statistics {
-    last: Mutex<Option<Instant>>,
-    running: AtomicBool,
+struct Refresh {
+    last: Option<Instant>,
+    running: bool,
 }
 
 impl Shared {
@@ -136,16 +136,12 @@ impl Shared {
     /// one started less than `statistics_interval` ago: an ANALYZE of a large partition takes a
     /// second or more, which no batch should wait for.
     fn refresh_statistics(self: &Arc<Self>) {
-        if self.statistics.running.swap(true, Ordering::AcqRel) {
-            return;
-        }
         {
-            let mut last = self.statistics.last.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            if last.is_some_and(|t| t.elapsed() < self.config.statistics_interval) {
-                self.statistics.running.store(false, Ordering::Release);
+            let mut refresh = self.refresh();
+            if refresh.running || refresh.last.is_some_and(|t| t.elapsed() < self.config.statistics_interval) {
                 return;
             }
-            *last = Some(Instant::now());
+            *refresh = Refresh { last: Some(Instant::now()), running: true };
         }
         let shared = self.clone();
         tokio::spawn(async move {
@@ -154,8 +150,12 @@ impl Shared {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "Could not refresh the ingest tables' statistics."),
             }
-            shared.statistics.running.store(false, Ordering::Release);
+            shared.refresh().running = false;
         });
+    }
+
+    fn refresh(&self) -> std::sync::MutexGuard<'_, Refresh> {
+        self.statistics.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
