@@ -93,3 +93,145 @@ async fn stream_take_reads_in_slices_within_the_budget() {
     let payloads: Vec<u8> = many.iter().map(|e| e.payload.as_deref().expect("payload")[0]).collect();
     assert_eq!(payloads, admitted);
 }
+
+/// Admission is one transaction (`XADD`, then the verdict): an admitted request is one entry,
+/// a refused one (over the backlog bound, or over a rate) leaves no entry behind and takes
+/// nothing off the bound, and the bound counts events, not entries.
+#[tokio::test]
+async fn a_refused_admission_leaves_no_entry_behind() {
+    use flywheel_storage::event_stream::{Admission, EventStream, Limits, StreamConfig};
+
+    let redis = test_redis().await;
+    let stream = EventStream::new(redis, StreamConfig { shards: 1, max_backlog_per_shard: 50 });
+    let open = Limits { tenant_events_per_second: 1_000_000, ip_requests_per_second: None, bucket: "server" };
+    let tenant = TenantId::new();
+
+    for i in 0..2u8 {
+        assert_eq!(stream.admit(tenant, None, open, vec![i; 64], 20).await.expect("admit"), Admission::Accepted);
+    }
+    let refused = stream.admit(tenant, None, open, vec![9; 64], 20).await.expect("admit");
+    assert!(matches!(refused, Admission::Overloaded { .. }), "40 + 20 events pass the bound of 50: {refused:?}");
+    assert_eq!(stream.backlog().await.expect("backlog"), 2, "the refused entry was deleted");
+    assert_eq!(stream.admit(tenant, None, open, vec![2; 64], 10).await.expect("admit"), Admission::Accepted);
+    assert!(matches!(stream.admit(tenant, None, open, vec![9], 1).await.expect("admit"), Admission::Overloaded { .. }));
+
+    // What a consumer reads is exactly what was admitted, in order.
+    let entries = stream.take("c1", &[0], 1_000, false).await.expect("take");
+    let firsts: Vec<(u8, u32)> =
+        entries.iter().map(|e| (e.payload.as_deref().expect("payload")[0], e.events)).collect();
+    assert_eq!(firsts, [(0, 20), (1, 20), (2, 10)]);
+    let all: Vec<_> = entries.iter().collect();
+    stream.ack(0, &all).await.expect("ack");
+    assert_eq!(stream.admit(tenant, None, open, vec![3; 64], 50).await.expect("admit"), Admission::Accepted);
+
+    // Over the tenant's rate: refused, nothing left behind, the retry-after says when.
+    let slow = Limits { tenant_events_per_second: 10, ip_requests_per_second: Some(1_000), bucket: "events" };
+    let other = TenantId::new();
+    let lone = EventStream::new(test_redis().await, StreamConfig { shards: 1, max_backlog_per_shard: 1_000 });
+    assert_eq!(lone.admit(other, Some("10.0.0.1"), slow, vec![4; 64], 10).await.expect("admit"), Admission::Accepted);
+    match lone.admit(other, Some("10.0.0.1"), slow, vec![5; 64], 10).await.expect("admit") {
+        Admission::RateLimited { retry_after } => assert!(retry_after <= Duration::from_secs(1), "{retry_after:?}"),
+        refused => panic!("a second burst of 10 at 10 events/s was not rate limited: {refused:?}"),
+    }
+    assert_eq!(lone.backlog().await.expect("backlog"), 1, "the rate-limited entry was deleted");
+}
+
+/// A Redis that lost its scripts (restarted, `SCRIPT FLUSH`) after the node loaded them: the
+/// transaction's `XADD` ran without its verdict, so that request is admitted and counted, the
+/// script is loaded again, and the next admissions are judged as before. On a Redis server of
+/// the test's own, since a flush would reach every other test's scripts.
+#[tokio::test]
+async fn admission_survives_redis_losing_its_scripts() {
+    use flywheel_storage::event_stream::{Admission, EventStream, Limits, StreamConfig};
+    use flywheel_storage::redis::{RedisConfig, RedisStore};
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let server = std::process::Command::new("redis-server")
+        .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start a redis-server of the test's own");
+    // Stopped however the test ends.
+    struct Stopped(std::process::Child);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = Stopped(server);
+    let url = format!("redis://127.0.0.1:{port}");
+    let redis = flywheel_tests::eventually("the test's redis-server", Duration::from_secs(10), || async {
+        RedisStore::connect(&RedisConfig::new(url.clone(), "flush-test")).await.ok()
+    })
+    .await;
+    let stream = EventStream::new(redis.clone(), StreamConfig { shards: 1, max_backlog_per_shard: 30 });
+    let open = Limits { tenant_events_per_second: 1_000_000, ip_requests_per_second: None, bucket: "server" };
+    let tenant = TenantId::new();
+
+    assert_eq!(stream.admit(tenant, None, open, vec![1], 10).await.expect("admit"), Admission::Accepted);
+    let flush = std::process::Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "SCRIPT", "FLUSH"])
+        .output()
+        .expect("redis-cli");
+    assert!(flush.status.success(), "SCRIPT FLUSH: {flush:?}");
+    assert_eq!(stream.admit(tenant, None, open, vec![2], 10).await.expect("admit"), Admission::Accepted);
+    assert_eq!(stream.backlog().await.expect("backlog"), 2);
+    // The unjudged request was counted: 20 + 20 events pass the bound of 30.
+    assert!(matches!(
+        stream.admit(tenant, None, open, vec![3], 20).await.expect("admit"),
+        Admission::Overloaded { .. }
+    ));
+    assert_eq!(stream.admit(tenant, None, open, vec![4], 10).await.expect("admit"), Admission::Accepted);
+    assert_eq!(stream.backlog().await.expect("backlog"), 3);
+    redis.quit().await;
+}
+
+/// Admissions arriving together are judged together (one transaction per batch): under a burst
+/// of concurrent requests over two shards, some over the backlog bound and some over a tenant's
+/// rate, exactly the admitted requests' entries are left in the streams, each once, and the
+/// bound holds.
+#[tokio::test]
+async fn concurrent_admissions_leave_exactly_the_admitted_entries() {
+    use flywheel_storage::event_stream::{Admission, EventStream, Limits, StreamConfig};
+
+    let stream = EventStream::new(test_redis().await, StreamConfig { shards: 2, max_backlog_per_shard: 100 });
+    let open = Limits { tenant_events_per_second: 1_000_000, ip_requests_per_second: None, bucket: "server" };
+    let slow = Limits { tenant_events_per_second: 20, ip_requests_per_second: None, bucket: "server" };
+    // Two tenants on different shards, the second under a rate of 20 events/s (a request's
+    // 10 events come back in half a second, much longer than the burst takes).
+    let first = TenantId::new();
+    let second = std::iter::repeat_with(TenantId::new)
+        .find(|t| stream.shard_of(*t) != stream.shard_of(first))
+        .expect("a tenant of the other shard");
+    let admissions = (0..60u8).map(|i| {
+        let stream = stream.clone();
+        let (tenant, limits) = if i % 2 == 0 { (first, open) } else { (second, slow) };
+        tokio::spawn(async move { (i, stream.admit(tenant, None, limits, vec![i; 256], 10).await.expect("admit")) })
+    });
+    let mut admitted = Vec::new();
+    let (mut overloaded, mut limited) = (0, 0);
+    for handle in admissions.collect::<Vec<_>>() {
+        match handle.await.expect("admission task") {
+            (i, Admission::Accepted) => admitted.push(i),
+            (_, Admission::Overloaded { .. }) => overloaded += 1,
+            (_, Admission::RateLimited { .. }) => limited += 1,
+        }
+    }
+    // 30 requests of 10 events each: 10 fit under the first tenant's bound of 100, 2 within
+    // the second's burst of 20.
+    assert_eq!(admitted.iter().filter(|i| *i % 2 == 0).count(), 10, "admitted: {admitted:?}");
+    assert_eq!(admitted.iter().filter(|i| *i % 2 == 1).count(), 2, "admitted: {admitted:?}");
+    assert_eq!((overloaded, limited), (20, 28));
+
+    let mut stored: Vec<u8> = stream
+        .take("c1", &[0, 1], 10_000, false)
+        .await
+        .expect("take")
+        .iter()
+        .map(|e| e.payload.as_deref().expect("payload")[0])
+        .collect();
+    stored.sort_unstable();
+    admitted.sort_unstable();
+    assert_eq!(stored, admitted, "the streams hold exactly the admitted entries");
+}

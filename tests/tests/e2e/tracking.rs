@@ -897,7 +897,10 @@ async fn a_batchs_cost_stays_flat_as_its_tenant_stores_more_once_statistics_are_
         ingest_buffers(&mut conn, tenant, 1_500).await;
     }
     let stale = ingest_buffers(&mut conn, tenant, 20).await;
-    // The change counts reach the statistics once the writing session reports them (≤ 1 s).
+    // The change counts reach the statistics once the writing session reports them (≤ 1 s, or
+    // at its next idle moment when asked): all of them before the analysis, else the ones
+    // reported after it would count as changes since, and the last refresh analyze again.
+    sqlx::query("select pg_stat_force_next_flush()").execute(&mut conn).await.expect("flush the statistics");
     let analyzed = eventually("the events partition analyzed", Duration::from_secs(10), || async {
         let analyzed = app.db().refresh_ingest_statistics().await.expect("refresh the statistics");
         analyzed.iter().any(|t| t.starts_with("events_p")).then_some(analyzed)
