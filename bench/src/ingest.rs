@@ -195,6 +195,15 @@ impl Plan {
         }
     }
 
+    /// The same bodies to the no-op handler (it needs no key).
+    fn noop_workload(&self, server: &noop::NoopServer) -> Workload {
+        Workload {
+            urls: Arc::new(vec![format!("{}/v1/collect", server.base())]),
+            bodies: Arc::new(self.bodies.clone()),
+            events_per_request: self.events_per_request as u64,
+        }
+    }
+
     fn closed(&self, config: &IngestConfig) -> Load {
         Load { concurrency: config.concurrency, warmup: self.warmup, duration: self.duration, pace: Pace::Closed }
     }
@@ -339,20 +348,16 @@ async fn edge_only(
     let sampler = RssSampler::start(node.pid(), Duration::from_millis(100));
     let workload = plan.workload(node.base());
     let noop = noop::NoopServer::start(std::thread::available_parallelism().map_or(2, usize::from))?;
-    let noop_workload = Workload {
-        urls: Arc::new(vec![format!("{}/v1/collect", noop.base())]),
-        bodies: Arc::new(plan.bodies.clone()),
-        events_per_request: plan.events_per_request as u64,
-    };
+    let noop_workload = plan.noop_workload(&noop);
+    // The target's ratio: short closed loops on the edge and on the no-op handler in turn, so a
+    // drift of the machine's speed (the no-op rate alone moved by ±10 % between runs a minute
+    // apart) weighs on both sides alike.
+    let round = Load { duration: (plan.duration / ROUNDS).max(Duration::from_secs(1)), ..plan.closed(config) };
     let loads = async {
         let outcome = load::run(&client, &workload, plan.closed(config)).await?;
         let at_fraction =
             load::run(&client, &workload, plan.open(config, outcome.events_per_second() * config.load_fraction))
                 .await?;
-        // The target's ratio: short closed loops on the edge and on the no-op handler in turn,
-        // so a drift of the machine's speed (the no-op rate alone moved by ±10 % between runs
-        // a minute apart) weighs on both sides alike.
-        let round = Load { duration: (plan.duration / ROUNDS).max(Duration::from_secs(1)), ..plan.closed(config) };
         let mut rounds = Rounds::default();
         for _ in 0..ROUNDS {
             let edge = load::run(&client, &workload, round).await?;
@@ -363,12 +368,13 @@ async fn edge_only(
         anyhow::Ok((outcome, at_fraction, rounds))
     }
     .await;
-    noop.stop().await?;
+    let noop_stopped = noop.stop().await;
     let rss_max_kb = sampler.finish().await;
     let (log_lines, log_tail) = (node.log_lines(), node.log_tail());
     node.stop();
     let drained = drainer.finish().await;
     let (outcome, at_fraction, rounds) = loads?;
+    noop_stopped?;
     let drained = drained?;
     let left = stream.backlog().await?;
     stream.discard_all().await?;
@@ -384,7 +390,7 @@ async fn edge_only(
     println!("        latency {}", latency(&at_fraction));
     println!(
         "      accepted/noop in {ROUNDS} rounds of {:.0} s each, in turn: {:.2}x (edge {} / no-op {} events/s)",
-        (plan.duration / ROUNDS).max(Duration::from_secs(1)).as_secs_f64(),
+        round.duration.as_secs_f64(),
         rounds.ratio(),
         rounds.edge.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
         rounds.noop.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
@@ -551,11 +557,7 @@ async fn full_path(
 /// (c) The no-op handler under the same closed-loop load.
 async fn noop_baseline(config: &IngestConfig, plan: &Plan) -> Result<Outcome> {
     let server = noop::NoopServer::start(std::thread::available_parallelism().map_or(2, usize::from))?;
-    let workload = Workload {
-        urls: Arc::new(vec![format!("{}/v1/collect", server.base())]),
-        bodies: Arc::new(plan.bodies.clone()),
-        events_per_request: plan.events_per_request as u64,
-    };
+    let workload = plan.noop_workload(&server);
     let client = load::client(config.concurrency)?;
     let outcome = load::run(&client, &workload, plan.closed(config)).await;
     drop(client);

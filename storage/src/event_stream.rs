@@ -7,10 +7,10 @@
 //! `n`), then the verdict script: the tenant's and the IP's rate limits (GCRA: a steady rate with
 //! a burst), then the shard's backlog bound, deleting the entry if it refused. Requests arriving
 //! together share a transaction ([`admission`]). The edge answers 2xx only after the transaction
-//! ran, and 429/503 when the verdict refused: Redis and the node never grow past the bound. The bound counts events, not
-//! entries: each shard has an event count (`…:events`) that the scripts adding and deleting
-//! entries keep. Entries are deleted once all their events are stored or dead-lettered (`XACK` +
-//! `XDEL`), so a stream's length is its backlog. Scripts are loaded once and called by SHA-1.
+//! ran, and 429/503 when the verdict refused: Redis and the node never grow past the bound. The
+//! bound counts events, not entries: each shard has an event count (`…:events`) that the
+//! scripts adding and deleting entries keep. Entries are deleted once all their events are
+//! stored or dead-lettered (`XACK` + `XDEL`), so a stream's length is its backlog. Scripts are loaded once and called by SHA-1.
 //! These keys are shared by all tenants (they carry tenant ids inside entries, never in the
 //! key), the one exception to `TenantKey`, documented in ARCHITECTURE.md.
 
@@ -286,23 +286,32 @@ return out
 "#,
 );
 
-/// Lua shared by `ACK` and `DEAD`: removes a stored (or dead-lettered) entry — acknowledged,
-/// deleted, its events taken off the stream's event count (once: only if this call deleted it),
-/// its attempts forgotten (an entry with failed events has a marker field under its id and a
-/// field `<id>/<index>` per failed event).
+/// Lua shared by `ACK` and `DEAD`: removes stored (or dead-lettered) entries — acknowledged
+/// (one `XACK` for them all), deleted, their events taken off the stream's event count (once:
+/// only for the entries this call deleted; one change of the count), their attempts forgotten
+/// (an entry with failed events has a marker field under its id and a field `<id>/<index>` per
+/// failed event; the hash is looked into only when it holds anything).
 macro_rules! remove_lua {
     () => {
         r#"
--- `counted`: the events the entry added to the count (its `n` field, 0 without one); `events`:
--- the events it holds (1 without `n`).
-local function remove(stream, attempts, counter, group, id, counted, events)
-  redis.call('XACK', stream, group, id)
-  if redis.call('XDEL', stream, id) == 1 and counted > 0 then
-    if redis.call('DECRBY', counter, counted) <= 0 then redis.call('DEL', counter) end
+-- `entries`: {id, counted, events} each. `counted`: the events the entry added to the count
+-- (its `n` field, 0 without one); `events`: the events it holds (1 without `n`).
+local function remove(stream, attempts, counter, group, entries)
+  if #entries == 0 then return 0 end
+  local ids = {}
+  for i, entry in ipairs(entries) do ids[i] = entry[1] end
+  redis.call('XACK', stream, group, unpack(ids))
+  local failures = redis.call('HLEN', attempts) > 0
+  local uncounted = 0
+  for _, entry in ipairs(entries) do
+    local id, counted, events = entry[1], entry[2], entry[3]
+    if redis.call('XDEL', stream, id) == 1 then uncounted = uncounted + counted end
+    if failures and redis.call('HDEL', attempts, id) == 1 then
+      for i = 0, math.max(events, 1) - 1 do redis.call('HDEL', attempts, id .. '/' .. i) end
+    end
   end
-  if redis.call('HDEL', attempts, id) == 1 then
-    for i = 0, math.max(events, 1) - 1 do redis.call('HDEL', attempts, id .. '/' .. i) end
-  end
+  if uncounted > 0 and redis.call('DECRBY', counter, uncounted) <= 0 then redis.call('DEL', counter) end
+  return #ids
 end
 -- The count an entry still on its stream carries (its `n` field, 0 without one).
 local function counted_of(stream, id)
@@ -319,30 +328,19 @@ end
     };
 }
 
-static ACK: Script = Script::new(
+static ACK: Script = Script::new(concat!(
+    remove_lua!(),
     r#"
 -- KEYS: stream, attempts hash, the stream's event count. ARGV: group, then per entry its id, the
 -- events it counts and the events it holds, as read (at most ACK_CHUNK entries: one call each).
--- The counts come from the reader, so the entries are not read again. What `remove` does entry
--- by entry, for a chunk: one XACK of them all, one change of the count, and the attempts hash
--- looked into only when it holds anything (an event failed).
-local ids = {}
-for i = 2, #ARGV, 3 do ids[#ids + 1] = ARGV[i] end
-if #ids == 0 then return 0 end
-redis.call('XACK', KEYS[1], ARGV[1], unpack(ids))
-local failures = redis.call('HLEN', KEYS[2]) > 0
-local uncounted = 0
+-- The counts come from the reader, so the entries are not read again.
+local entries = {}
 for i = 2, #ARGV, 3 do
-  local id, counted, events = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])
-  if redis.call('XDEL', KEYS[1], id) == 1 then uncounted = uncounted + counted end
-  if failures and redis.call('HDEL', KEYS[2], id) == 1 then
-    for j = 0, math.max(events, 1) - 1 do redis.call('HDEL', KEYS[2], id .. '/' .. j) end
-  end
+  entries[#entries + 1] = {ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2])}
 end
-if uncounted > 0 and redis.call('DECRBY', KEYS[3], uncounted) <= 0 then redis.call('DEL', KEYS[3]) end
-return #ids
-"#,
-);
+return remove(KEYS[1], KEYS[2], KEYS[3], ARGV[1], entries)
+"#
+));
 
 /// Entries acknowledged per script call, and entries read per `XREADGROUP`: Redis runs one
 /// command at a time, so the edge's admissions wait behind whatever runs. A batch of 250 entries
@@ -361,7 +359,7 @@ static DEAD: Script = Script::new(concat!(
 -- payload, reason, shard.
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'shard', ARGV[5], 'entry', ARGV[2], 'reason', ARGV[4], 'e', ARGV[3])
 local counted = counted_of(KEYS[1], ARGV[2])
-remove(KEYS[1], KEYS[2], KEYS[4], ARGV[1], ARGV[2], counted, math.max(counted, 1))
+remove(KEYS[1], KEYS[2], KEYS[4], ARGV[1], {{ARGV[2], counted, math.max(counted, 1)}})
 return 1
 "#
 ));
@@ -438,7 +436,7 @@ impl EventStream {
     /// Admits one request's events, encoded as one entry of `events` events (all or none),
     /// under the tenant's limits. `ip` is the client's network (IPv4 address or IPv6 /64) for
     /// the per-client limit, `None` for server senders. Admissions go to Redis in batches
-    /// ([`admission`]), each request's `XADD` and [`VERDICT`] in one transaction.
+    /// ([`admission`]): the batch's `XADD`s and one [`VERDICT`] on them, in one transaction.
     pub async fn admit(
         &self,
         tenant: TenantId,

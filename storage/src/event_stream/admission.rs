@@ -94,14 +94,20 @@ async fn run(redis: RedisStore, queue: Arc<Mutex<mpsc::Receiver<Queued>>>) {
     let mut connection: Option<Connection> = None;
     while let Some(batch) = next_batch(&queue).await {
         let requests: Vec<&Request> = batch.iter().map(|q| &q.request).collect();
+        // Taken for the exchange and put back after a good one: after an error the connection
+        // may hold half an answer, so the next batch starts afresh.
         let replies = async {
             let sha = VERDICT.sha(&redis).await?;
-            if connection.is_none() {
-                connection = Some(Connection::open(&redis).await?);
-            }
-            let Some(open) = connection.as_mut() else { unreachable!("opened above") };
+            let mut open = match connection.take() {
+                Some(open) => open,
+                None => Connection::open(&redis).await?,
+            };
             match tokio::time::timeout(EXCHANGE_TIMEOUT, open.exchange(&requests, &sha)).await {
-                Ok(replies) => replies,
+                Ok(replies) => {
+                    let replies = replies?;
+                    connection = Some(open);
+                    Ok(replies)
+                }
                 Err(_) => Err(StorageError::Unavailable(format!(
                     "Redis did not answer a batch of admissions within {EXCHANGE_TIMEOUT:?}"
                 ))),
@@ -111,8 +117,6 @@ async fn run(redis: RedisStore, queue: Arc<Mutex<mpsc::Receiver<Queued>>>) {
         match replies {
             Ok(replies) => settle(&redis, batch, replies).await,
             Err(e) => {
-                // The connection may hold half an answer: start afresh on the next batch.
-                connection = None;
                 let message = e.to_string();
                 tracing::warn!(error = %message, requests = batch.len(), "A batch of admissions failed.");
                 for queued in batch {
