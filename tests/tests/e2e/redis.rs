@@ -100,9 +100,10 @@ async fn stream_take_reads_in_slices_within_the_budget() {
 #[tokio::test]
 async fn a_refused_admission_leaves_no_entry_behind() {
     use flywheel_storage::event_stream::{Admission, EventStream, Limits, StreamConfig};
+    use fred::prelude::{ClientLike, KeysInterface};
 
     let redis = test_redis().await;
-    let stream = EventStream::new(redis, StreamConfig { shards: 1, max_backlog_per_shard: 50 });
+    let stream = EventStream::new(redis.clone(), StreamConfig { shards: 1, max_backlog_per_shard: 50 });
     let open = Limits { tenant_events_per_second: 1_000_000, ip_requests_per_second: None, bucket: "server" };
     let tenant = TenantId::new();
 
@@ -123,6 +124,26 @@ async fn a_refused_admission_leaves_no_entry_behind() {
     let all: Vec<_> = entries.iter().collect();
     stream.ack(0, &all).await.expect("ack");
     assert_eq!(stream.admit(tenant, None, open, vec![3; 64], 50).await.expect("admit"), Admission::Accepted);
+
+    // A count left behind by a stream that is gone (a key kept or restored without its stream)
+    // does not refuse events for ever: the stream held none, so the count starts again.
+    stream.discard_all().await.expect("discard");
+    let count_key = format!("{}:events", stream.stream_key(0));
+    let pool = fred::prelude::Builder::from_config(
+        fred::prelude::Config::from_url(&flywheel_tests::redis_url()).expect("the Redis URL"),
+    )
+    .build()
+    .expect("a Redis client");
+    pool.init().await.expect("connect to Redis");
+    let _: () = pool.set(&count_key, 1_000_000, None, None, false).await.expect("set a stale count");
+    assert_eq!(stream.admit(tenant, None, open, vec![6; 64], 30).await.expect("admit"), Admission::Accepted);
+    assert!(
+        matches!(stream.admit(tenant, None, open, vec![7; 64], 30).await.expect("admit"), Admission::Overloaded { .. }),
+        "30 + 30 events pass the bound of 50 once the count was started again"
+    );
+    let count: Option<i64> = pool.get(&count_key).await.expect("get the count");
+    assert_eq!(count, Some(30), "the count holds the admitted events only");
+    assert_eq!(stream.backlog().await.expect("backlog"), 1);
 
     // Over the tenant's rate: refused, nothing left behind, the retry-after says when.
     let slow = Limits { tenant_events_per_second: 10, ip_requests_per_second: Some(1_000), bucket: "events" };
