@@ -349,8 +349,9 @@ return remove(KEYS[1], KEYS[2], KEYS[3], ARGV[1], entries)
 /// holds it for a fraction of a millisecond and admissions slip in between.
 const ACK_CHUNK: usize = 64;
 const READ_CHUNK: usize = 32;
-/// Entries one [`EventStream::take`] or [`EventStream::claim_stale`] returns at most.
-const TAKE_MAX_ENTRIES: usize = 500;
+/// Entries one [`EventStream::take`] or [`EventStream::claim_stale`] returns at most: a take
+/// that returned fewer, and fewer events than it asked for, found its shards empty.
+pub const TAKE_MAX_ENTRIES: usize = 500;
 
 static DEAD: Script = Script::new(concat!(
     remove_lua!(),

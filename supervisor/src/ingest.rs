@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use flywheel_contracts::ingest::{IngestEntry, decode_entry};
 use flywheel_storage::Database;
-use flywheel_storage::event_stream::{EventStream, StreamEntry};
+use flywheel_storage::event_stream::{EventStream, StreamEntry, TAKE_MAX_ENTRIES};
 use flywheel_storage::ingest::{IngestError, IngestWriter};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
@@ -340,15 +340,21 @@ async fn cycle(state: &mut IngestorState) -> Result<bool, flywheel_storage::Stor
             let mut order = state.shards.clone();
             let len = order.len().max(1);
             order.rotate_left(state.rotation % len);
-            let got = shared.stream.take(&state.consumer, &order, config.max_batch - events, false).await?;
-            let empty = got.is_empty();
-            events += events_in(&got);
+            let asked = config.max_batch - events;
+            let got = shared.stream.take(&state.consumer, &order, asked, false).await?;
+            let got_events = events_in(&got);
+            // Short of what was asked: every shard is empty for now. Taking again at once would
+            // find a few entries per call, spending Redis's time (which the edge shares) on
+            // round trips; the time to the next poll lets a fuller take build up.
+            let drained = got.len() < TAKE_MAX_ENTRIES && got_events < asked;
+            events += got_events;
             entries.extend(got);
-            if entries.is_empty() || events >= config.max_batch || started.elapsed() >= config.max_linger {
+            let lingered = started.elapsed();
+            if entries.is_empty() || events >= config.max_batch || lingered >= config.max_linger {
                 break;
             }
-            if empty {
-                tokio::time::sleep(config.idle_poll.min(config.max_linger)).await;
+            if drained {
+                tokio::time::sleep(config.idle_poll.min(config.max_linger - lingered)).await;
             }
         }
     }
