@@ -9,8 +9,13 @@
 //!   the encoding of a single dead-lettered event.
 //! - format 2 ([`encode_packed`]): every accepted event of one request, which all belong to one
 //!   tenant, in one entry: the tenant once, then the events without the format and tenant.
+//! - format 3 ([`compress_entry`]): an entry of format 2, LZ4-compressed (its length as a
+//!   little-endian `u32`, then the LZ4 block). The events of one page's batch repeat their
+//!   context (URL, user agent, UTM), so an entry shrinks about fourfold for 4 µs per 10 KB: the
+//!   bytes Redis copies in, keeps for the backlog and hands to the ingestors, and the loopback
+//!   copies on both sides, fall by as much.
 //!
-//! [`decode_entry`] reads both, so entries left in a stream by a node of the previous version
+//! [`decode_entry`] reads all three, so entries left in a stream by a node of the previous version
 //! are stored after an upgrade. An entry of an unknown format is not misread but refused (and
 //! dead-lettered), so formats can change across a rolling upgrade. Enums are encoded as variant
 //! indexes: their variants may only ever be appended.
@@ -49,12 +54,18 @@ pub struct IngestEntry {
 pub enum EntryError {
     #[error("undecodable entry: {0}")]
     Undecodable(String),
-    #[error("entry format {0}, this node reads formats {f} and {p}", f = IngestEntry::FORMAT, p = PACKED_FORMAT)]
+    #[error("entry format {0}, this node reads formats {f}, {p} and {c}", f = IngestEntry::FORMAT, p = PACKED_FORMAT, c = COMPRESSED_FORMAT)]
     UnknownFormat(u8),
 }
 
 /// The format of an entry holding all the events of one request.
 pub const PACKED_FORMAT: u8 = 2;
+/// The format of a compressed entry of format 2.
+pub const COMPRESSED_FORMAT: u8 = 3;
+/// The largest entry of format 2 a compressed one may expand to: far above what one request can
+/// make (a body is at most 1 MiB, its events' metadata no larger), so a corrupt length is
+/// refused before anything is allocated for it.
+const MAX_EXPANDED_BYTES: usize = 16 << 20;
 
 /// One event of a packed entry: an [`IngestEntry`] without the format and the tenant (the
 /// entry's). Borrowed when encoding, so the edge copies no string to write it.
@@ -142,14 +153,60 @@ pub fn encode_packed(tenant: Uuid, events: &[IngestEntry]) -> Option<Vec<u8>> {
     bincode::serde::encode_to_vec(&packed, bincode::config::standard()).ok()
 }
 
-/// Decodes a stream entry of either format into its events, in the order they were sent.
+/// An entry of format 2 as one of format 3 ([`COMPRESSED_FORMAT`]), or as it is when that is not
+/// smaller (a short entry, or one of another format).
+pub fn compress_entry(packed: Vec<u8>) -> Vec<u8> {
+    let Ok(len) = u32::try_from(packed.len()) else { return packed };
+    if packed.first() != Some(&PACKED_FORMAT) {
+        return packed;
+    }
+    let mut out = vec![0; 5 + lz4_flex::block::get_maximum_output_size(packed.len())];
+    out[0] = COMPRESSED_FORMAT;
+    out[1..5].copy_from_slice(&len.to_le_bytes());
+    match lz4_flex::block::compress_into(&packed, &mut out[5..]) {
+        Ok(written) if 5 + written < packed.len() => {
+            out.truncate(5 + written);
+            out
+        }
+        _ => packed,
+    }
+}
+
+/// Decodes a stream entry of any format into its events, in the order they were sent.
 pub fn decode_entry(bytes: &[u8]) -> Result<Vec<IngestEntry>, EntryError> {
     match bytes.first() {
-        Some(&IngestEntry::FORMAT) => return IngestEntry::decode(bytes).map(|e| vec![e]),
-        Some(&PACKED_FORMAT) => {}
-        Some(other) => return Err(EntryError::UnknownFormat(*other)),
-        None => return Err(EntryError::Undecodable("empty".into())),
+        Some(&IngestEntry::FORMAT) => IngestEntry::decode(bytes).map(|e| vec![e]),
+        Some(&PACKED_FORMAT) => decode_packed(bytes),
+        Some(&COMPRESSED_FORMAT) => {
+            let expanded = expand(bytes)?;
+            // Only format 2 is ever compressed: anything else inside is corrupt.
+            match expanded.first() {
+                Some(&PACKED_FORMAT) => decode_packed(&expanded),
+                other => Err(EntryError::Undecodable(format!("a compressed entry holding format {other:?}"))),
+            }
+        }
+        Some(other) => Err(EntryError::UnknownFormat(*other)),
+        None => Err(EntryError::Undecodable("empty".into())),
     }
+}
+
+/// The entry of format 2 a compressed entry holds, checked to be exactly the length it claims.
+fn expand(bytes: &[u8]) -> Result<Vec<u8>, EntryError> {
+    let Some(len) = bytes.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) else {
+        return Err(EntryError::Undecodable("a compressed entry without its length".into()));
+    };
+    if len > MAX_EXPANDED_BYTES {
+        return Err(EntryError::Undecodable(format!("a compressed entry claiming {len} bytes")));
+    }
+    let mut out = vec![0; len];
+    match lz4_flex::block::decompress_into(&bytes[5..], &mut out) {
+        Ok(written) if written == len => Ok(out),
+        Ok(written) => Err(EntryError::Undecodable(format!("a compressed entry of {written} bytes, not {len}"))),
+        Err(e) => Err(EntryError::Undecodable(format!("a corrupt compressed entry: {e}"))),
+    }
+}
+
+fn decode_packed(bytes: &[u8]) -> Result<Vec<IngestEntry>, EntryError> {
     let (packed, read): (Packed, usize) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
         .map_err(|e| EntryError::Undecodable(e.to_string()))?;
     if read != bytes.len() {
@@ -267,5 +324,74 @@ mod tests {
         long.push(0);
         assert!(matches!(decode_entry(&long), Err(EntryError::Undecodable(_))));
         assert!(matches!(decode_entry(&packed[..packed.len() - 3]), Err(EntryError::Undecodable(_))));
+    }
+
+    /// Twenty events of one page, as a browser's batch sends them.
+    fn page_batch() -> (Uuid, Vec<IngestEntry>) {
+        let first = entry();
+        let meta = r#"{"context":{"url":"https://shop.example/products/trail-runner","title":"Trail runner","user_agent":"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36","locale":"en-US","utm":{"source":"google","medium":"cpc"}},"ip":"203.0.113.0"}"#;
+        let events = (0..20).map(|_| IngestEntry { id: Uuid::now_v7(), meta: meta.into(), ..first.clone() }).collect();
+        (first.tenant, events)
+    }
+
+    #[test]
+    fn a_compressed_entry_round_trips_smaller_and_a_short_one_stays_packed() {
+        let (tenant, events) = page_batch();
+        let packed = encode_packed(tenant, &events).expect("one tenant");
+        let compressed = compress_entry(packed.clone());
+        assert_eq!(compressed[0], COMPRESSED_FORMAT);
+        assert!(compressed.len() * 3 < packed.len(), "{} of {} bytes", compressed.len(), packed.len());
+        assert_eq!(decode_entry(&compressed), Ok(events));
+        // Nothing to gain on one short event without repeats: left as it is.
+        let short = IngestEntry {
+            tenant: Uuid::from_u128(0x0123_4567_89ab_cdef_fedc_ba98_7654_3210),
+            id: Uuid::from_u128(0x1f2e_3d4c_5b6a_7988_a7b6_c5d4_e3f2_0112),
+            campaign_id: None,
+            identify_email: None,
+            meta: "{}".into(),
+            ..entry()
+        };
+        let one = encode_packed(short.tenant, std::slice::from_ref(&short)).expect("one tenant");
+        assert_eq!(compress_entry(one.clone()), one);
+        assert_eq!(decode_entry(&one), Ok(vec![short]));
+        // Other formats are never compressed.
+        let single = entry().encode();
+        assert_eq!(compress_entry(single.clone()), single);
+    }
+
+    #[test]
+    fn a_corrupt_compressed_entry_is_refused_not_misread() {
+        let (tenant, events) = page_batch();
+        let compressed = compress_entry(encode_packed(tenant, &events).expect("one tenant"));
+        let undecodable = |bytes: &[u8]| matches!(decode_entry(bytes), Err(EntryError::Undecodable(_)));
+        // Cut short, in its length or in its data.
+        assert!(undecodable(&compressed[..3]));
+        assert!(undecodable(&compressed[..compressed.len() - 1]));
+        // A length that is not the data's, or past the bound (refused before allocating it).
+        let mut wrong = compressed.clone();
+        let claimed = u32::from_le_bytes([wrong[1], wrong[2], wrong[3], wrong[4]]);
+        wrong[1..5].copy_from_slice(&(claimed - 1).to_le_bytes());
+        assert!(undecodable(&wrong));
+        let mut huge = compressed.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(undecodable(&huge));
+        // A compressed entry holds format 2 only: not another compressed one, not format 1.
+        for inner in [compressed.clone(), entry().encode()] {
+            let len = u32::try_from(inner.len()).expect("short");
+            let mut nested = vec![COMPRESSED_FORMAT];
+            nested.extend(len.to_le_bytes());
+            nested.extend(lz4_flex::block::compress(&inner));
+            assert!(undecodable(&nested), "format {} inside", inner[0]);
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever follows the format byte of a compressed entry, decoding answers, never panics.
+        #[test]
+        fn decoding_random_compressed_entries_never_panics(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let mut bytes = vec![COMPRESSED_FORMAT];
+            bytes.extend(body);
+            let _ = decode_entry(&bytes);
+        }
     }
 }

@@ -26,7 +26,7 @@ use flywheel_contracts::api::JsonObject;
 use flywheel_contracts::api::tenant::TenantStatus;
 use flywheel_contracts::api::tracking::Collected;
 use flywheel_contracts::events::{self, BatchError, EventContext, EventSource, EventType, TrackingEvent};
-use flywheel_contracts::ingest::{IngestEntry, encode_packed};
+use flywheel_contracts::ingest::{IngestEntry, compress_entry, encode_packed};
 use flywheel_contracts::{Email, TenantId};
 use flywheel_storage::event_stream::{Admission, EventStream, Limits};
 use flywheel_storage::tracking::WriteKeyInfo;
@@ -382,7 +382,7 @@ async fn admit(
     let entries: Vec<IngestEntry> = batch.into_iter().map(|event| enrich(event, &request, &mut bots)).collect();
     let ids: Vec<Uuid> = entries.iter().map(|e| e.id).collect();
     // Every event is of `tenant` (enrich sets it): the encoding cannot refuse them.
-    let payload = encode_packed(tenant.as_uuid(), &entries).ok_or_else(|| {
+    let payload = encode_packed(tenant.as_uuid(), &entries).map(compress_entry).ok_or_else(|| {
         tracing::error!(tenant_id = %tenant, "The events of one request could not be encoded.");
         ApiError::Internal
     })?;
