@@ -170,8 +170,10 @@ pub struct TrackingEvent {
     /// The ad platform's id of the ad.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ad_id: Option<String>,
+    /// Boxed: the event is moved several times between the body and its stream entry, and the
+    /// context is two thirds of its size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub context: Option<EventContext>,
+    pub context: Option<Box<EventContext>>,
     /// Type-specific details (`amount`, `currency` and `order_id` of a purchase, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub properties: Option<JsonObject>,

@@ -630,7 +630,7 @@ fn enrich(mut event: TrackingEvent, request: &RequestFacts<'_>, bots: &mut BotMe
         if let Some(props) = event.properties.as_mut() {
             strip_nul(props);
         }
-        event.context = event.context.take().map(strip_nul_context);
+        event.context = event.context.take().map(|c| Box::new(strip_nul_context(*c)));
     }
     // An email in the properties identifies the visitor; it links the event to its lead and is
     // not kept in the event itself.
@@ -644,7 +644,7 @@ fn enrich(mut event: TrackingEvent, request: &RequestFacts<'_>, bots: &mut BotMe
     let meta = Meta {
         bot,
         clamped_from,
-        context: event.context.as_ref().filter(|c| **c != EventContext::default()),
+        context: event.context.as_deref().filter(|c| **c != EventContext::default()),
         ip: browser.then_some(request.truncated_ip),
         properties: event.properties.as_ref().filter(|p| !p.is_empty()),
     };

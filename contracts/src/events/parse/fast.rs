@@ -507,7 +507,7 @@ struct ContextSlots {
 }
 
 impl ContextSlots {
-    fn finish(self) -> Option<EventContext> {
+    fn finish(self) -> Option<Box<EventContext>> {
         let utm = field(self.utm)?.map(|[source, medium, campaign, term, content]| Utm {
             source,
             medium,
@@ -522,7 +522,7 @@ impl ContextSlots {
             ttclid,
             li_fat_id,
         });
-        Some(EventContext {
+        Some(Box::new(EventContext {
             url: field(self.url)?,
             referrer: field(self.referrer)?,
             title: field(self.title)?,
@@ -532,13 +532,13 @@ impl ContextSlots {
             utm,
             click_ids,
             referral_code: field(self.referral_code)?,
-        })
+        }))
     }
 }
 
 impl<'de> Take<'de> for ContextReader {
-    type Out = EventContext;
-    fn object<A: MapAccess<'de>>(self, map: A) -> Result<Option<EventContext>, A::Error> {
+    type Out = Box<EventContext>;
+    fn object<A: MapAccess<'de>>(self, map: A) -> Result<Option<Box<EventContext>>, A::Error> {
         const NAMES: &[&str] =
             &["url", "referrer", "title", "user_agent", "locale", "screen", "utm", "click_ids", "ref"];
         let mut s = ContextSlots::default();
@@ -595,7 +595,7 @@ struct EventSlots {
     landing_page_id: Slot<LandingPageId>,
     email_id: Slot<Uuid>,
     ad_id: Slot<String>,
-    context: Slot<EventContext>,
+    context: Slot<Box<EventContext>>,
     properties: Slot<Map<String, Value>>,
 }
 
