@@ -33,6 +33,8 @@ use flywheel_storage::tracking::WriteKeyInfo;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+mod meta;
+
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
@@ -559,21 +561,6 @@ impl BotMemo {
     }
 }
 
-/// `events.meta`, serialized straight from the event's parts (keys absent when empty).
-#[derive(serde::Serialize)]
-struct Meta<'a> {
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    bot: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    clamped_from: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    context: Option<&'a EventContext>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ip: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    properties: Option<&'a JsonObject>,
-}
-
 /// Removes NUL characters from every string of a context (rare: only when the body had one).
 fn strip_nul_context(context: EventContext) -> EventContext {
     match serde_json::to_value(&context) {
@@ -641,15 +628,14 @@ fn enrich(mut event: TrackingEvent, request: &RequestFacts<'_>, bots: &mut BotMe
         props.remove("email");
         identify_email = Some(email.as_str().to_owned());
     }
-    let meta = Meta {
+    let meta = meta::Meta {
         bot,
         clamped_from,
         context: event.context.as_deref().filter(|c| **c != EventContext::default()),
         ip: browser.then_some(request.truncated_ip),
         properties: event.properties.as_ref().filter(|p| !p.is_empty()),
     };
-    // Serializing strings, numbers and JSON values into a String cannot fail.
-    let meta = serde_json::to_string(&meta).unwrap_or_else(|_| "{}".to_owned());
+    let meta = meta::write(&meta);
     IngestEntry {
         format: IngestEntry::FORMAT,
         tenant: request.tenant.as_uuid(),
