@@ -351,7 +351,7 @@ const ACK_CHUNK: usize = 64;
 const READ_CHUNK: usize = 32;
 /// Entries one [`EventStream::take`] or [`EventStream::claim_stale`] returns at most: a take
 /// that returned fewer, and fewer events than it asked for, found its shards empty.
-pub const TAKE_MAX_ENTRIES: usize = 500;
+const TAKE_MAX_ENTRIES: usize = 500;
 
 static DEAD: Script = Script::new(concat!(
     remove_lua!(),
@@ -503,6 +503,46 @@ impl EventStream {
             }
         }
         Ok(out)
+    }
+
+    /// New entries for a batch of up to `max_events` events (see [`EventStream::take`]): takes
+    /// until the batch is full or `linger` has passed since the first take, and stops at once
+    /// when a take finds nothing. A take that found every shard emptied waits `idle_poll` (within
+    /// the linger) before the next: taking again at once would find a few entries per round
+    /// trip, spending Redis's time, which the edge shares, where a pause lets a fuller take build
+    /// up. Each take starts one shard further along `shards`, counted by `rotation`, so no shard
+    /// is always read first.
+    pub async fn take_batch(
+        &self,
+        consumer: &str,
+        shards: &[u16],
+        rotation: &mut usize,
+        max_events: usize,
+        linger: Duration,
+        idle_poll: Duration,
+    ) -> Result<Vec<StreamEntry>> {
+        let started = std::time::Instant::now();
+        let mut batch = Vec::new();
+        let mut events = 0;
+        let mut order = shards.to_vec();
+        loop {
+            *rotation = rotation.wrapping_add(1);
+            order.copy_from_slice(shards);
+            order.rotate_left(*rotation % shards.len().max(1));
+            let asked = max_events.saturating_sub(events);
+            let got = self.take(consumer, &order, asked, false).await?;
+            let got_events = events_in(&got);
+            let emptied = got.len() < TAKE_MAX_ENTRIES && got_events < asked;
+            events += got_events;
+            batch.extend(got);
+            let lingered = started.elapsed();
+            if batch.is_empty() || events >= max_events || lingered >= linger {
+                return Ok(batch);
+            }
+            if emptied {
+                tokio::time::sleep(idle_poll.min(linger - lingered)).await;
+            }
+        }
     }
 
     /// One `XREADGROUP` of up to `count` entries of one shard from `start` (`>`: new ones), the
@@ -674,6 +714,11 @@ impl EventStream {
             .await?;
         Ok(id)
     }
+}
+
+/// The events `entries` hold, as the edge counted them.
+pub fn events_in(entries: &[StreamEntry]) -> usize {
+    entries.iter().map(|e| e.events as usize).sum()
 }
 
 /// How many entries to read next: as many as the event budget holds at the largest entry seen

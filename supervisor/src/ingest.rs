@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use flywheel_contracts::ingest::{IngestEntry, decode_entry};
 use flywheel_storage::Database;
-use flywheel_storage::event_stream::{EventStream, StreamEntry, TAKE_MAX_ENTRIES};
+use flywheel_storage::event_stream::{EventStream, StreamEntry, events_in};
 use flywheel_storage::ingest::{IngestError, IngestWriter};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 
@@ -296,11 +296,6 @@ impl Actor for EventIngestor {
     }
 }
 
-/// Events the entries hold, as the edge counted them.
-fn events_in(entries: &[StreamEntry]) -> usize {
-    entries.iter().map(|e| e.events as usize).sum()
-}
-
 /// One take-and-store cycle. `Ok(true)` when it stored something (go again at once).
 async fn cycle(state: &mut IngestorState) -> Result<bool, flywheel_storage::StorageError> {
     let shared = state.shared.clone();
@@ -333,30 +328,17 @@ async fn cycle(state: &mut IngestorState) -> Result<bool, flywheel_storage::Stor
     }
     if entries.is_empty() && !state.reread_pending {
         // New entries, lingering up to max_linger for a fuller batch.
-        let started = Instant::now();
-        let mut events = 0;
-        loop {
-            state.rotation = state.rotation.wrapping_add(1);
-            let mut order = state.shards.clone();
-            let len = order.len().max(1);
-            order.rotate_left(state.rotation % len);
-            let asked = config.max_batch - events;
-            let got = shared.stream.take(&state.consumer, &order, asked, false).await?;
-            let got_events = events_in(&got);
-            // Short of what was asked: every shard is empty for now. Taking again at once would
-            // find a few entries per call, spending Redis's time (which the edge shares) on
-            // round trips; the time to the next poll lets a fuller take build up.
-            let drained = got.len() < TAKE_MAX_ENTRIES && got_events < asked;
-            events += got_events;
-            entries.extend(got);
-            let lingered = started.elapsed();
-            if entries.is_empty() || events >= config.max_batch || lingered >= config.max_linger {
-                break;
-            }
-            if drained {
-                tokio::time::sleep(config.idle_poll.min(config.max_linger - lingered)).await;
-            }
-        }
+        entries = shared
+            .stream
+            .take_batch(
+                &state.consumer,
+                &state.shards,
+                &mut state.rotation,
+                config.max_batch,
+                config.max_linger,
+                config.idle_poll,
+            )
+            .await?;
     }
     if entries.is_empty() {
         return Ok(false);

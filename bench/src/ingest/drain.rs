@@ -7,16 +7,17 @@
 //! zeroing those pages was 40 % of Redis's time in the edge-only phase, a cost no deployment with
 //! consumers pays.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flywheel_storage::event_stream::{EventStream, StreamEntry, TAKE_MAX_ENTRIES};
+use flywheel_storage::event_stream::{EventStream, StreamEntry, events_in};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Events one batch holds at most, how long a batch lingers for more and how long a take that
-/// found the shards empty waits before the next: an ingestor's defaults, so the stand-in reads
-/// the stream as the ingest nodes it stands for would.
+/// found the shards empty waits before the next: an ingestor's defaults, read the same way
+/// ([`EventStream::take_batch`]), so the stand-in reads the stream as the ingest nodes it
+/// stands for would.
 const BATCH_EVENTS: usize = 5_000;
 const LINGER: Duration = Duration::from_millis(200);
 const IDLE_POLL: Duration = Duration::from_millis(10);
@@ -52,53 +53,26 @@ impl Drainer {
     }
 }
 
-fn events_in(entries: &[StreamEntry]) -> usize {
-    entries.iter().map(|e| e.events as usize).sum()
-}
-
-/// Waits `pause`, or less when asked to stop.
-async fn pause(stopped: &mut watch::Receiver<bool>, pause: Duration) {
-    tokio::select! {
-        _ = stopped.changed() => {}
-        () = tokio::time::sleep(pause) => {}
-    }
-}
-
 async fn consume(stream: EventStream, mut stopped: watch::Receiver<bool>) -> Result<Drained> {
-    let shard_count = stream.config().shards;
-    let mut shards: Vec<u16> = (0..shard_count).collect();
+    let shards: Vec<u16> = (0..stream.config().shards).collect();
+    let mut rotation = 0;
     let mut drained = Drained::default();
     while !*stopped.borrow() {
-        // One batch, taken as an ingestor takes it.
-        let started = Instant::now();
-        let mut batch = Vec::new();
-        let mut events = 0;
-        loop {
-            let asked = BATCH_EVENTS - events;
-            let got = stream.take(CONSUMER, &shards, asked, false).await?;
-            shards.rotate_left(1);
-            let got_events = events_in(&got);
-            let emptied = got.len() < TAKE_MAX_ENTRIES && got_events < asked;
-            events += got_events;
-            batch.extend(got);
-            let lingered = started.elapsed();
-            if batch.is_empty() || events >= BATCH_EVENTS || lingered >= LINGER || *stopped.borrow() {
-                break;
-            }
-            if emptied {
-                pause(&mut stopped, IDLE_POLL.min(LINGER - lingered)).await;
-            }
-        }
+        let batch = stream.take_batch(CONSUMER, &shards, &mut rotation, BATCH_EVENTS, LINGER, IDLE_POLL).await?;
         if batch.is_empty() {
-            pause(&mut stopped, IDLE_POLL).await;
+            // Nothing waiting: look again soon, as an ingestor with an empty batch would.
+            tokio::select! {
+                _ = stopped.changed() => {}
+                () = tokio::time::sleep(IDLE_POLL) => {}
+            }
             continue;
         }
-        for shard in 0..shard_count {
+        for &shard in &shards {
             let of_shard: Vec<&StreamEntry> = batch.iter().filter(|e| e.shard == shard).collect();
             stream.ack(shard, &of_shard).await?;
         }
         drained.entries += batch.len() as u64;
-        drained.events += events as u64;
+        drained.events += events_in(&batch) as u64;
     }
     Ok(drained)
 }
