@@ -1,7 +1,8 @@
 //! `events.meta` written by hand: the same bytes as `serde_json` writes for [`Meta`] (a
 //! property test holds the two together), but a string that needs no escape — nearly every URL,
 //! title and user agent — is checked 32 bytes at a time and copied whole, where `serde_json`
-//! looks each byte up in a table (5 % of the edge's time, 20 events a request).
+//! looks each byte up in a table (about 4 % of the node's time in the accept path, at 20 events
+//! a request).
 
 use std::fmt::Write as _;
 
@@ -59,22 +60,16 @@ fn write_context(out: &mut String, c: &EventContext) {
         let _ = write!(o.key("screen"), r#"{{"width":{width},"height":{height}}}"#);
     }
     if let Some(Utm { source, medium, campaign, term, content }) = &c.utm {
-        let mut u = Object::within(o.key("utm"));
-        for (name, value) in
-            [("source", source), ("medium", medium), ("campaign", campaign), ("term", term), ("content", content)]
-        {
-            optional(&mut u, name, value.as_deref());
-        }
-        u.end();
+        strings(
+            o.key("utm"),
+            [("source", source), ("medium", medium), ("campaign", campaign), ("term", term), ("content", content)],
+        );
     }
     if let Some(ClickIds { gclid, fbclid, msclkid, ttclid, li_fat_id }) = &c.click_ids {
-        let mut k = Object::within(o.key("click_ids"));
-        for (name, value) in
-            [("gclid", gclid), ("fbclid", fbclid), ("msclkid", msclkid), ("ttclid", ttclid), ("li_fat_id", li_fat_id)]
-        {
-            optional(&mut k, name, value.as_deref());
-        }
-        k.end();
+        strings(
+            o.key("click_ids"),
+            [("gclid", gclid), ("fbclid", fbclid), ("msclkid", msclkid), ("ttclid", ttclid), ("li_fat_id", li_fat_id)],
+        );
     }
     optional(&mut o, "ref", c.referral_code.as_deref());
     o.end();
@@ -108,6 +103,15 @@ impl<'a> Object<'a> {
         self.out.push_str("\":");
         self.out
     }
+}
+
+/// An object of optional strings, in the order given.
+fn strings(out: &mut String, fields: [(&str, &Option<String>); 5]) {
+    let mut o = Object::within(out);
+    for (name, value) in fields {
+        optional(&mut o, name, value.as_deref());
+    }
+    o.end();
 }
 
 fn optional(o: &mut Object<'_>, name: &str, value: Option<&str>) {
