@@ -168,6 +168,11 @@ pub struct Config {
     #[arg(long, env = "FLYWHEEL_INGEST_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub ingest_nice: i32,
 
+    /// Partial batches (the ingestors keep up) this node stores at once, each keeping a
+    /// PostgreSQL backend busy; full batches (a backlog) are stored side by side regardless.
+    #[arg(long, env = "FLYWHEEL_INGEST_STORES", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ingest_stores: u16,
+
     /// Largest batch an ingestor writes in one transaction, and the longest it waits to fill one.
     #[arg(long, env = "FLYWHEEL_INGEST_BATCH", default_value_t = 5_000)]
     pub ingest_batch: usize,
@@ -521,6 +526,7 @@ impl Config {
         });
         flywheel_supervisor::IngestConfig {
             ingestors: self.ingestors.max(1),
+            stores: self.ingest_stores.max(1),
             max_batch: self.ingest_batch.clamp(1, 50_000),
             max_linger: Duration::from_millis(self.ingest_linger_ms),
             claim_idle: Duration::from_secs(self.ingest_claim_idle_secs.max(1)),

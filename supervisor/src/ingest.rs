@@ -27,6 +27,9 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 pub struct IngestConfig {
     /// Ingestors on this node (each owns `shards / ingestors` shards).
     pub ingestors: u16,
+    /// Partial batches (the ingestors keep up) stored at once across this node's ingestors; the
+    /// others wait with theirs taken. Full batches (a backlog) are stored without waiting.
+    pub stores: u16,
     /// A batch is written when it holds this many events (or, by less than one entry's events,
     /// more)…
     pub max_batch: usize,
@@ -54,6 +57,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             ingestors: 2,
+            stores: 1,
             max_batch: 5_000,
             max_linger: Duration::from_millis(200),
             idle_poll: Duration::from_millis(10),
@@ -94,7 +98,9 @@ impl std::fmt::Debug for Ingest {
 impl Ingest {
     pub async fn start(db: Database, stream: EventStream, config: IngestConfig) -> Result<Ingest, ActorProcessingErr> {
         let stats = Arc::new(IngestStats::default());
-        let shared = Arc::new(Shared { db, stream, config, stats: stats.clone(), statistics: Mutex::default() });
+        let stores = tokio::sync::Semaphore::new(usize::from(config.stores.max(1)));
+        let shared =
+            Arc::new(Shared { db, stream, config, stats: stats.clone(), statistics: Mutex::default(), stores });
         let (supervisor, _) = Actor::spawn(None, IngestSupervisor, shared).await?;
         Ok(Ingest { supervisor, stats })
     }
@@ -122,6 +128,8 @@ struct Shared {
     config: IngestConfig,
     stats: Arc<IngestStats>,
     statistics: Mutex<Refresh>,
+    /// Permits to store a partial batch (`IngestConfig::stores`).
+    stores: tokio::sync::Semaphore,
 }
 
 /// The refresh of the ingest tables' statistics: when it last started, and whether it runs.
@@ -401,6 +409,15 @@ async fn store(state: &mut IngestorState, entries: Vec<StreamEntry>) -> Result<(
     }
     let mut taken = Taken { entries, left };
     if !batch.is_empty() {
+        // A full batch means the stream is behind: it is stored at once, beside the others'. A
+        // partial one (the ingestors keep up) waits for one of the node's `stores` permits, so
+        // that while they keep up no more PostgreSQL backends than that store at once, and the
+        // cores they share with the edge are not all taken by ingest. The semaphore is never
+        // closed: acquiring cannot fail.
+        let _permit = match batch.len() < shared.config.max_batch {
+            true => shared.stores.acquire().await.ok(),
+            false => None,
+        };
         store_part(state, &mut taken, &origins, &batch).await?;
     }
     let done = taken.entries.iter().zip(&taken.left).filter(|(_, left)| **left == Some(0)).map(|(e, _)| e);
