@@ -526,7 +526,7 @@ impl Config {
         });
         flywheel_supervisor::IngestConfig {
             ingestors: self.ingestors.max(1),
-            stores: self.ingest_stores.max(1),
+            stores: self.ingest_stores,
             max_batch: self.ingest_batch.clamp(1, 50_000),
             max_linger: Duration::from_millis(self.ingest_linger_ms),
             claim_idle: Duration::from_secs(self.ingest_claim_idle_secs.max(1)),

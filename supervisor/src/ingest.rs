@@ -414,10 +414,7 @@ async fn store(state: &mut IngestorState, entries: Vec<StreamEntry>) -> Result<(
         // that while they keep up no more PostgreSQL backends than that store at once, and the
         // cores they share with the edge are not all taken by ingest. The semaphore is never
         // closed: acquiring cannot fail.
-        let _permit = match batch.len() < shared.config.max_batch {
-            true => shared.stores.acquire().await.ok(),
-            false => None,
-        };
+        let _permit = if batch.len() < shared.config.max_batch { shared.stores.acquire().await.ok() } else { None };
         store_part(state, &mut taken, &origins, &batch).await?;
     }
     let done = taken.entries.iter().zip(&taken.left).filter(|(_, left)| **left == Some(0)).map(|(e, _)| e);
