@@ -81,7 +81,9 @@ impl Database {
     /// threshold, and returns their names; nothing when another caller is at it. Its plans are
     /// cached per connection and made from the statistics of the moment: planned without them,
     /// a batch reads all its tenant's stored events (migrations/20261125000008_ingest_statistics.sql).
-    /// An ANALYZE invalidates those plans on every connection.
+    /// An ANALYZE invalidates those plans on every connection. `events.meta` is left out (its
+    /// statistics target is 0, set on any partition before it is analyzed:
+    /// migrations/20261125000009_ingest_statistics_meta.sql).
     pub async fn refresh_ingest_statistics(&self) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar("select flywheel_ingest_analyze()").fetch_one(self.pool()).await?)
     }

@@ -897,6 +897,13 @@ async fn a_batchs_cost_stays_flat_as_its_tenant_stores_more_once_statistics_are_
         ingest_buffers(&mut conn, tenant, 1_500).await;
     }
     let stale = ingest_buffers(&mut conn, tenant, 20).await;
+    // As if every partition had been created after migration 009 (a new partition does not take
+    // its parent's statistics target): the refresh itself must set it.
+    let mut owner = app.test_db.owner().await;
+    sqlx::query("alter table events alter column meta set statistics -1")
+        .execute(&mut owner)
+        .await
+        .expect("reset the statistics target");
     // The change counts reach the statistics once the writing session reports them (≤ 1 s, or
     // at its next idle moment when asked): all of them before the analysis, else the ones
     // reported after it would count as changes since, and the last refresh analyze again.
@@ -910,6 +917,36 @@ async fn a_batchs_cost_stays_flat_as_its_tenant_stores_more_once_statistics_are_
         analyzed.iter().all(|t| t.starts_with("events_") || t == "leads" || t == "visitor_links"),
         "only the tables the ingest writes are analyzed: {analyzed:?}"
     );
+    // The keys the statements probe have statistics; `meta`, the bulk of a row that no plan
+    // depends on, is skipped, and stays so for autovacuum's analyses.
+    let partition = analyzed.iter().find(|t| t.starts_with("events_p")).expect("an events partition");
+    let target: i32 = sqlx::query_scalar(
+        "select attstattarget::int4 from pg_attribute where attrelid = $1::text::regclass and attname = 'meta'",
+    )
+    .bind(partition)
+    .fetch_one(&mut owner)
+    .await
+    .expect("read the partition's statistics target");
+    assert_eq!(target, 0, "the refresh sets meta's statistics target on {partition}");
+    // `pg_stats` hides the statistics of a table whose row-level security applies to the reader,
+    // forced RLS binding the owner too: lifted for this look only, and rolled back.
+    let mut look = sqlx::Connection::begin(&mut owner).await.expect("begin");
+    sqlx::query(sqlx::AssertSqlSafe(format!("alter table {partition} no force row level security")))
+        .execute(&mut *look)
+        .await
+        .expect("lift forced RLS in the transaction");
+    let columns: Vec<String> =
+        sqlx::query_scalar("select attname::text from pg_stats where tablename = $1 order by attname")
+            .bind(partition)
+            .fetch_all(&mut *look)
+            .await
+            .expect("read the partition's statistics");
+    look.rollback().await.expect("roll back");
+    assert!(
+        ["tenant_id", "id", "occurred_at", "visitor_id"].iter().all(|c| columns.iter().any(|s| s == c)),
+        "the probed keys have statistics: {columns:?}"
+    );
+    assert!(!columns.iter().any(|c| c == "meta"), "meta should not be analyzed: {columns:?}");
     // Again the first call plans (reading the new statistics), the second is the batch's cost.
     ingest_buffers(&mut conn, tenant, 20).await;
     let fresh = ingest_buffers(&mut conn, tenant, 20).await;
