@@ -154,8 +154,9 @@ impl Shared {
         let shared = self.clone();
         tokio::spawn(async move {
             // A store permit, as a partial batch takes: while the ingestors keep up, an ANALYZE
-            // (hundreds of milliseconds of a backend) runs between stores, not beside one, and
-            // the batches it holds back wait in the stream. Full batches do not wait for it.
+            // (a second or more of a backend under load) runs between stores, not beside one;
+            // the partial batches it holds back wait taken and unacknowledged. Full batches do
+            // not wait for it.
             let _permit = shared.stores.acquire().await.ok();
             match shared.db.refresh_ingest_statistics().await {
                 Ok(tables) if !tables.is_empty() => tracing::debug!(?tables, "Ingest tables analyzed."),
