@@ -16,7 +16,7 @@ use flywheel_storage::audit::Actor as AuditActor;
 use flywheel_tests::{TestDb, eventually, owner_url, redis_url};
 use serde_json::{Value, json};
 
-use crate::crash::{Node, flywheel_binary, free_port, ready, run_input, slow_llm};
+use crate::crash::{FakeLlm, Node, fake_llm, flywheel_binary, free_port, ready, run_input};
 
 const COOKIE: &str = "cluster-test-cookie";
 const ADMIN_TOKEN: &str = "cluster-test-admin-token";
@@ -38,6 +38,8 @@ struct Cluster {
     /// A local OpenAI-compatible server whose answers take a while, so runs are in flight
     /// when a node dies.
     llm: String,
+    /// Its handle: a test holds the runs at their `positioning` step to kill a node mid-run.
+    fake: std::sync::Arc<FakeLlm>,
 }
 
 mod tempdir {
@@ -63,13 +65,15 @@ mod tempdir {
 
 impl Cluster {
     async fn new(ttl: Duration) -> Self {
+        let (llm, fake) = fake_llm(Duration::from_millis(400)).await;
         Self {
             db: TestDb::new().await,
             namespace: format!("test:{}", uuid::Uuid::new_v4().simple()),
             ttl,
             client: reqwest::Client::builder().no_proxy().build().expect("client"),
             logs: tempdir::Dir::new(),
-            llm: slow_llm(Duration::from_millis(400)).await,
+            llm,
+            fake,
         }
     }
 
@@ -99,6 +103,8 @@ impl Cluster {
             .env("FLYWHEEL_LLM_PROVIDER", "openai")
             .env("FLYWHEEL_LLM_BASE_URL", &self.llm)
             .env("FLYWHEEL_LLM_MAX_RETRIES", "0")
+            // A held `positioning` answer must not time out while the test waits for n3.
+            .env("FLYWHEEL_LLM_TIMEOUT_SECS", "600")
             .env("FLYWHEEL_INGESTORS", "0")
             .env("FLYWHEEL_DB_MAX_CONNECTIONS", "8")
             .env("RUST_LOG", "warn,flywheel_cluster=info")
@@ -333,6 +339,9 @@ async fn a_killed_node_s_tenants_resume_on_the_survivors_and_every_run_completes
     let per = cluster.shards_per_node().await;
     assert!(per.values().all(|n| *n > 40), "roughly a third each: {per:?}");
 
+    // Every run commits `research`, then waits in `positioning` until n3 is dead: n3 is killed
+    // with steps committed and every one of its runs in flight, however slow the machine.
+    cluster.fake.hold_positioning();
     let runs = cluster.tenants_with_runs(50, &n1).await;
     let tenants: Vec<TenantId> = runs.iter().map(|(t, _, _)| *t).collect();
     let on_n3: Vec<usize> = {
@@ -342,15 +351,11 @@ async fn a_killed_node_s_tenants_resume_on_the_survivors_and_every_run_completes
             .collect()
     };
     assert!(!on_n3.is_empty(), "some tenants live on n3");
-    // Kill n3 once it has committed steps and still has runs in flight.
     let n3_tenants: Vec<TenantId> = on_n3.iter().map(|i| runs[*i].0).collect();
     // Generous: on a loaded two-core machine three debug nodes share the cores with other tests.
-    eventually("n3 to be mid-way through its runs", Duration::from_secs(180), || async {
+    eventually("n3 to commit steps of its runs", Duration::from_secs(180), || async {
         let steps = cluster.steps(&n3_tenants).await;
-        let by_n3 = steps.iter().filter(|s| s.node.as_deref() == Some("n3")).count();
-        let statuses = cluster.statuses(&runs).await;
-        let unfinished = on_n3.iter().filter(|i| statuses[**i] != "succeeded").count();
-        (by_n3 > 0 && unfinished > 0).then_some(())
+        steps.iter().any(|s| s.node.as_deref() == Some("n3")).then_some(())
     })
     .await;
     n3.process.0.kill().expect("SIGKILL n3");
@@ -360,6 +365,8 @@ async fn a_killed_node_s_tenants_resume_on_the_survivors_and_every_run_completes
         let statuses = cluster.statuses(&runs).await;
         on_n3.iter().copied().filter(|i| statuses[*i] != "succeeded").collect()
     };
+    assert_eq!(unfinished_at_kill.len(), on_n3.len(), "the held runs were all in flight on n3");
+    cluster.fake.release_positioning();
 
     // Within the lease TTL + 5 s, every tenant's shard is held by a survivor.
     cluster.settled(&["n1", "n2"], ttl + Duration::from_secs(5)).await;
@@ -369,11 +376,10 @@ async fn a_killed_node_s_tenants_resume_on_the_survivors_and_every_run_completes
         killed.elapsed(),
         unfinished_at_kill.len()
     );
-    assert!(!unfinished_at_kill.is_empty());
 
     cluster.all_succeeded(&runs, Duration::from_secs(120)).await;
     cluster.check_invariants(&tenants).await;
-    // The survivors finished what n3 started (a run may have had only its final status left).
+    // The survivors finished what n3 started: every held run still had `positioning` ahead.
     let steps = cluster.steps(&tenants).await;
     let resumed = unfinished_at_kill
         .iter()
@@ -382,7 +388,7 @@ async fn a_killed_node_s_tenants_resume_on_the_survivors_and_every_run_completes
             steps.iter().any(|s| s.run == run && s.node.as_deref() != Some("n3"))
         })
         .count();
-    assert!(resumed > 0, "survivors committed steps of n3's interrupted runs");
+    assert_eq!(resumed, unfinished_at_kill.len(), "survivors committed steps of each of n3's interrupted runs");
     drop(n1);
     drop(n2);
 }

@@ -6,7 +6,6 @@
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Json;
@@ -16,17 +15,29 @@ use flywheel_actors::model::{LanguageModel, OfflineModel, branding};
 use flywheel_contracts::TenantId;
 use flywheel_tests::{TestDb, eventually, owner_url, redis_url};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 /// Canned answers per task, written once by the offline model for a fixed company, and the
 /// requests seen per task.
-struct FakeLlm {
+pub(crate) struct FakeLlm {
     answers: Vec<(&'static str, Value)>,
     seen: Mutex<Vec<String>>,
-    /// While set, `branding.positioning` requests hang (the node is killed meanwhile).
-    hang_positioning: AtomicBool,
+    /// While closed (`false`), `branding.positioning` requests wait (the node is killed
+    /// meanwhile); opening it lets the waiting requests and every later one through.
+    positioning: watch::Sender<bool>,
     /// Added to every answer (to keep runs in flight across a failover).
     delay: Duration,
+}
+
+impl FakeLlm {
+    /// Holds every `branding.positioning` request until [`FakeLlm::release_positioning`].
+    pub(crate) fn hold_positioning(&self) {
+        self.positioning.send_replace(false);
+    }
+
+    pub(crate) fn release_positioning(&self) {
+        self.positioning.send_replace(true);
+    }
 }
 
 async fn canned() -> Vec<(&'static str, Value)> {
@@ -62,8 +73,10 @@ async fn chat(State(fake): State<Arc<FakeLlm>>, Json(body): Json<Value>) -> Json
         .unwrap_or(("unknown", json!({})));
     fake.seen.lock().await.push(task.to_owned());
     tokio::time::sleep(fake.delay).await;
-    if task == "branding.positioning" && fake.hang_positioning.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_secs(600)).await;
+    if task == "branding.positioning" {
+        let mut gate = fake.positioning.subscribe();
+        // The sender lives in `fake`, so the gate cannot close under us.
+        let _ = gate.wait_for(|open| *open).await;
     }
     Json(json!({
         "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": "fake",
@@ -75,17 +88,23 @@ async fn chat(State(fake): State<Arc<FakeLlm>>, Json(body): Json<Value>) -> Json
 /// An OpenAI-compatible server on 127.0.0.1 answering every Branding task for the company of
 /// [`run_input`] after `delay`; answers its base URL.
 pub(crate) async fn slow_llm(delay: Duration) -> String {
+    fake_llm(delay).await.0
+}
+
+/// [`slow_llm`], with the handle that holds and releases its `branding.positioning` answers
+/// (released at first).
+pub(crate) async fn fake_llm(delay: Duration) -> (String, Arc<FakeLlm>) {
     let fake = Arc::new(FakeLlm {
         answers: canned().await,
         seen: Mutex::new(Vec::new()),
-        hang_positioning: AtomicBool::new(false),
+        positioning: watch::Sender::new(true),
         delay,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}/v1", listener.local_addr().expect("addr"));
-    let app = axum::Router::new().route("/v1/chat/completions", post(chat)).with_state(fake);
+    let app = axum::Router::new().route("/v1/chat/completions", post(chat)).with_state(fake.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    base
+    (base, fake)
 }
 
 /// The Branding run input the canned answers were written for.
@@ -169,16 +188,8 @@ async fn a_killed_node_resumes_its_runs_from_the_last_checkpoint_in_a_new_proces
         .create_tenant("Crashproof Coffee", &flywheel_contracts::Slug::parse("crashproof").expect("slug"), "test")
         .await
         .expect("tenant");
-    let fake = Arc::new(FakeLlm {
-        answers: canned().await,
-        seen: Mutex::new(Vec::new()),
-        hang_positioning: AtomicBool::new(true),
-        delay: Duration::ZERO,
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let llm = format!("http://{}/v1", listener.local_addr().expect("addr"));
-    let app = axum::Router::new().route("/v1/chat/completions", post(chat)).with_state(fake.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (llm, fake) = fake_llm(Duration::ZERO).await;
+    fake.hold_positioning();
 
     let namespace = format!("test:{}", uuid::Uuid::new_v4().simple());
     let client = reqwest::Client::builder().no_proxy().build().expect("client");
@@ -212,7 +223,7 @@ async fn a_killed_node_resumes_its_runs_from_the_last_checkpoint_in_a_new_proces
     first.0.wait().expect("reap");
 
     // Node 2: resumes from the checkpoint and parks at the approval.
-    fake.hang_positioning.store(false, Ordering::SeqCst);
+    fake.release_positioning();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let _second = start_node(&db, port, &llm, &namespace);
