@@ -769,6 +769,18 @@ fn print_phase(label: &str, phase: &Phase) {
     println!("      {label}");
     println!("        {}", throughput(&phase.outcome));
     println!("        latency {}", latency(&phase.outcome));
+    if let Some(tail) = &phase.outcome.tail {
+        println!(
+            "        the slowest 1 % ({} requests) were due in {} of the window's {} slots of {} ms (at most {} in \
+             one, at {:.2} s)",
+            tail.requests,
+            tail.slots,
+            tail.window_slots,
+            load::Tail::SLOT.as_millis(),
+            tail.busiest.1,
+            tail.busiest.0.as_secs_f64()
+        );
+    }
     let drain =
         phase.drain_per_second().map(|r| format!("; the backlog alone drained at {r:.0} events/s")).unwrap_or_default();
     println!(

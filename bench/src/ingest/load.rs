@@ -56,7 +56,48 @@ pub struct Outcome {
     /// The same from when each request actually left the load generator (its own delays on a
     /// busy machine — waiting for a core, the runtime picking the request up — left out).
     pub service: Option<Summary>,
+    /// Where in the window the slowest 1 % of those requests were due (see [`Tail`]).
+    pub tail: Option<Tail>,
     pub window: Duration,
+}
+
+/// When the slowest 1 % of a window's requests (by latency from due) were due, in slots of
+/// [`Tail::SLOT`]: a tail made by a few stalls (a store, a statistics refresh, the machine's
+/// neighbours) sits in a few slots; one made by requests queueing behind one another under a
+/// load near the ceiling is spread over the window.
+#[derive(Debug, Clone)]
+pub struct Tail {
+    /// Requests in the tail (at least one).
+    pub requests: usize,
+    /// Slots of the window holding at least one of them.
+    pub slots: usize,
+    /// Slots in the window.
+    pub window_slots: usize,
+    /// The slot holding the most, its start (from the window's), and how many it holds.
+    pub busiest: (Duration, usize),
+}
+
+impl Tail {
+    pub const SLOT: Duration = Duration::from_millis(250);
+
+    /// From (due time after the window's start, latency) of each request; `None` when empty.
+    fn of(window: Duration, requests: &[(Duration, f64)]) -> Option<Self> {
+        let mut by_latency: Vec<&(Duration, f64)> = requests.iter().collect();
+        by_latency.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let n = requests.len().div_ceil(100);
+        let mut counts = BTreeMap::<u128, usize>::new();
+        for (due, _) in by_latency.into_iter().take(n) {
+            *counts.entry(due.as_millis() / Self::SLOT.as_millis()).or_default() += 1;
+        }
+        let (&slot, &most) = counts.iter().max_by_key(|(slot, count)| (**count, std::cmp::Reverse(**slot)))?;
+        let slot_ms = u64::try_from(slot * Self::SLOT.as_millis()).unwrap_or(u64::MAX);
+        Some(Self {
+            requests: n,
+            slots: counts.len(),
+            window_slots: usize::try_from(window.as_millis().div_ceil(Self::SLOT.as_millis())).unwrap_or(usize::MAX),
+            busiest: (Duration::from_millis(slot_ms), most),
+        })
+    }
 }
 
 impl Outcome {
@@ -79,6 +120,8 @@ impl Outcome {
 #[derive(Debug, Default)]
 struct Recorder {
     latencies: Vec<f64>,
+    /// Due time after the window's start, and latency, of each request in `latencies`.
+    timeline: Vec<(Duration, f64)>,
     services: Vec<f64>,
     requests: u64,
     events: u64,
@@ -102,7 +145,9 @@ impl Recorder {
                 if due >= window.from && due < window.to {
                     self.requests += 1;
                     self.events += window.events_per_request;
-                    self.latencies.push(done.duration_since(due).as_secs_f64() * 1e9);
+                    let latency = done.duration_since(due).as_secs_f64() * 1e9;
+                    self.latencies.push(latency);
+                    self.timeline.push((due.duration_since(window.from), latency));
                     self.services.push(done.duration_since(sent).as_secs_f64() * 1e9);
                 }
             }
@@ -164,6 +209,7 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
         failures: recorder.failures,
         latency: Summary::of(&recorder.latencies),
         service: Summary::of(&recorder.services),
+        tail: Tail::of(load.duration, &recorder.timeline),
         window: load.duration,
     })
 }
@@ -257,4 +303,34 @@ async fn open(
     let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
     let _all = slots.acquire_many(all).await.context("the request slots closed")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn a_stall_puts_the_tail_in_one_slot() {
+        // 1,000 requests, one every 10 ms; the ten due between 5.00 and 5.09 s waited 40 ms.
+        let requests: Vec<(Duration, f64)> =
+            (0..1_000).map(|i| (ms(i * 10), if (500..510).contains(&i) { 40e6 } else { 1e6 })).collect();
+        let tail = Tail::of(ms(10_000), &requests).expect("a tail");
+        assert_eq!((tail.requests, tail.slots, tail.window_slots), (10, 1, 40));
+        assert_eq!(tail.busiest, (ms(5_000), 10));
+    }
+
+    #[test]
+    fn a_spread_tail_is_counted_slot_by_slot() {
+        // The slow ones every 100th request: ten of them, in ten slots; the busiest is the first.
+        let requests: Vec<(Duration, f64)> =
+            (0..1_000).map(|i| (ms(i * 10), if i % 100 == 7 { 9e6 } else { 1e6 })).collect();
+        let tail = Tail::of(ms(10_000), &requests).expect("a tail");
+        assert_eq!((tail.requests, tail.slots), (10, 10));
+        assert_eq!(tail.busiest, (ms(0), 1));
+        assert!(Tail::of(ms(10_000), &[]).is_none());
+    }
 }
