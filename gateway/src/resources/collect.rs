@@ -33,11 +33,13 @@ use flywheel_storage::tracking::WriteKeyInfo;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+mod keys;
 mod meta;
 
 use crate::AppState;
 use crate::auth::Auth;
 use crate::error::ApiError;
+use keys::{Cached, Found, KeyCache};
 
 /// The tracking script, served as is (see `gateway/assets/t.js`).
 pub(crate) const TRACKER_JS: &str = include_str!("../../assets/t.js");
@@ -108,56 +110,47 @@ pub(crate) struct Tracking {
     /// Requests being handled; beyond `max_in_flight` the edge answers 503 at once, so memory
     /// is bounded by that many bodies whatever the load.
     in_flight: tokio::sync::Semaphore,
-    keys: Mutex<HashMap<String, CachedKey>>,
+    keys: KeyCache,
     salt: Mutex<Option<(String, String)>>,
 }
-
-const KEY_CACHE_MAX: usize = 10_000;
-
-/// A write key's lookup and when it was made (`None`: no such key).
-type CachedKey = (Instant, Option<Arc<WriteKeyInfo>>);
 
 impl Tracking {
     pub(crate) fn new(stream: EventStream, config: TrackingConfig) -> Self {
         let in_flight = tokio::sync::Semaphore::new(config.max_in_flight.max(1));
-        Self { stream, config, in_flight, keys: Mutex::new(HashMap::new()), salt: Mutex::new(None) }
+        let keys = KeyCache::new(config.key_cache_ttl);
+        Self { stream, config, in_flight, keys, salt: Mutex::new(None) }
     }
 
-    async fn write_key(&self, state: &AppState, key: &str) -> Result<Option<Arc<WriteKeyInfo>>, ApiError> {
+    /// The tenant and settings of a write key (`None`: no such key), from the cache when it can
+    /// (see `collect/keys.rs`).
+    async fn write_key(&self, state: &AppState, key: &str) -> Result<Found, ApiError> {
         if !key.starts_with("fwp_") || key.len() != 36 {
             return Ok(None);
         }
-        let now = Instant::now();
-        if let Ok(cache) = self.keys.lock()
-            && let Some((at, info)) = cache.get(key)
-            && now.duration_since(*at) < self.config.key_cache_ttl
-        {
-            return Ok(info.clone());
-        }
-        let info = state.db().tracking_by_key(key).await?.map(Arc::new);
-        if let Ok(mut cache) = self.keys.lock() {
-            if cache.len() >= KEY_CACHE_MAX {
-                // Expired entries first, then unknown keys (a flood of made-up keys must not
-                // evict the real ones), and only then everything.
-                let ttl = self.config.key_cache_ttl;
-                cache.retain(|_, (at, _)| now.duration_since(*at) < ttl);
-                if cache.len() >= KEY_CACHE_MAX {
-                    cache.retain(|_, (_, info)| info.is_some());
-                }
-                if cache.len() >= KEY_CACHE_MAX {
-                    cache.clear();
-                }
+        match self.keys.get(key, Instant::now()) {
+            Cached::Fresh(found) => Ok(found),
+            Cached::Stale(found) => {
+                // Looked up again in the background; this request goes on with what is cached.
+                let (state, key, generation) = (state.clone(), key.to_owned(), self.keys.generation());
+                tokio::spawn(async move {
+                    let looked_up = state.db().tracking_by_key(&key).await.map(|i| i.map(Arc::new));
+                    if let Err(e) = &looked_up {
+                        tracing::warn!(error = %e, "A write key could not be looked up again; the next request retries.");
+                    }
+                    state.tracking().keys.refresh(&key, generation, looked_up);
+                });
+                Ok(found)
             }
-            cache.insert(key.to_owned(), (now, info.clone()));
+            Cached::Missing => {
+                let db = state.db();
+                Ok(self.keys.look_up(key, || async { db.tracking_by_key(key).await.map(|i| i.map(Arc::new)) }).await?)
+            }
         }
-        Ok(info)
     }
 
     /// Forgets cached lookups of a tenant's keys (after its settings changed on this node).
     pub(crate) fn forget_tenant(&self, tenant: TenantId) {
-        if let Ok(mut cache) = self.keys.lock() {
-            cache.retain(|_, (_, info)| info.as_ref().is_none_or(|i| i.tenant != tenant));
-        }
+        self.keys.forget_tenant(tenant);
     }
 
     async fn salt(&self, day: &str) -> Result<String, ApiError> {
