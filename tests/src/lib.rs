@@ -11,6 +11,32 @@
 
 pub mod webdriver;
 
+/// The ports tests give the processes they start: below Linux's ephemeral range (32768–60999).
+/// A port found by binding port 0 and let go lies in that range, where an outgoing connection
+/// or another test's listener could take it before the process bound it (a node of the TLS test
+/// once failed so: "Address already in use"). Here only [`free_port`] hands ports out.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port on 127.0.0.1 that nothing listens on, for a process a test starts: never the same
+/// twice in one test binary (they go round from a start drawn per process), and checked free.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: std::sync::OnceLock<AtomicU32> = std::sync::OnceLock::new();
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start);
+    let next = NEXT.get_or_init(|| {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+        AtomicU32::new(std::process::id().wrapping_mul(7_919).wrapping_add(nanos) % span)
+    });
+    for _ in 0..span {
+        let offset = next.fetch_add(1, Ordering::Relaxed) % span;
+        let port = TEST_PORTS.start + u16::try_from(offset).expect("the offset is within the range");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {TEST_PORTS:?}");
+}
+
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;

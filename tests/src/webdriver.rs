@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -85,7 +85,7 @@ impl ChromeDriver {
         // The free port is found by binding and releasing it; another process may take it in
         // between, in which case chromedriver exits and another port is tried.
         for _ in 0..3 {
-            let port = free_port().map_err(|e| WebDriverError::Start(format!("find a free port: {e}")))?;
+            let port = crate::free_port();
             let child = Command::new(chromedriver_path())
                 .arg(format!("--port={port}"))
                 .stdin(Stdio::null())
@@ -172,10 +172,6 @@ fn request_shutdown(port: u16) -> std::io::Result<()> {
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer)?;
     Ok(())
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 /// Sends one WebDriver command and returns the `value` of its answer.

@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::routing::post;
 use flywheel_actors::model::{LanguageModel, OfflineModel, branding};
 use flywheel_contracts::TenantId;
+pub(crate) use flywheel_tests::free_port;
 use flywheel_tests::{TestDb, eventually, owner_url, redis_url};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
@@ -132,10 +133,6 @@ impl Drop for Node {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 fn start_node(db: &TestDb, http: u16, llm: &str, namespace: &str) -> Node {

@@ -166,7 +166,7 @@ async fn admission_survives_redis_losing_its_scripts() {
     use flywheel_storage::event_stream::{Admission, EventStream, Limits, StreamConfig};
     use flywheel_storage::redis::{RedisConfig, RedisStore};
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let port = flywheel_tests::free_port();
     let server = std::process::Command::new("redis-server")
         .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--save", "", "--appendonly", "no"])
         .stdout(std::process::Stdio::null())
