@@ -27,6 +27,9 @@ use tokio::sync::OnceCell;
 /// What a lookup found: the key's tenant and settings, or `None` (no such key).
 pub(crate) type Found = Option<Arc<WriteKeyInfo>>;
 
+/// A lookup under way: once done, the generation it began at and what it found.
+type Lookup = Arc<OnceCell<(u64, Found)>>;
+
 /// Entries at most; beyond, expired entries go first, then unknown keys (a flood of made-up keys
 /// must not evict the real ones), and only then everything.
 const MAX_ENTRIES: usize = 10_000;
@@ -56,8 +59,9 @@ pub(crate) struct KeyCache {
     entries: Mutex<HashMap<String, Entry>>,
     /// Lookups under way for keys without an entry, one per key (as many as requests in flight
     /// at most: each is removed when it ends).
-    lookups: Mutex<HashMap<String, Arc<OnceCell<Found>>>>,
-    /// Bumped when a tenant is forgotten: a lookup that began before is not cached.
+    lookups: Mutex<HashMap<String, Lookup>>,
+    /// Bumped when a tenant is forgotten: a lookup that began before is not cached (each lookup
+    /// under way holds the generation it began at).
     generation: AtomicU64,
 }
 
@@ -120,9 +124,16 @@ impl KeyCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Found, E>>,
     {
-        let generation = self.generation();
         let cell = lock(&self.lookups).entry(key.to_owned()).or_default().clone();
-        let found = cell.get_or_try_init(lookup).await.cloned();
+        // The generation is the lookup's, not the waiter's: one that joins a lookup begun before
+        // a tenant was forgotten gets its answer, but must not cache it.
+        let looked_up = cell
+            .get_or_try_init(|| async {
+                let generation = self.generation();
+                lookup().await.map(|found| (generation, found))
+            })
+            .await
+            .cloned();
         {
             let mut lookups = lock(&self.lookups);
             // The first waiter to finish removes the lookup; a later one for the same key is new.
@@ -130,10 +141,9 @@ impl KeyCache {
                 lookups.remove(key);
             }
         }
-        if let Ok(found) = &found {
-            self.store(key, generation, found.clone());
-        }
-        found
+        let (generation, found) = looked_up?;
+        self.store(key, generation, found.clone());
+        Ok(found)
     }
 
     /// Forgets the lookups of a tenant's keys (its settings changed on this node).
@@ -187,6 +197,14 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(10);
 
+    /// Waits until `n` callers hold the lookup of `key` under way.
+    async fn joined(cache: &KeyCache, key: &str, n: usize) {
+        // The map holds one reference, each caller another.
+        while lock(&cache.lookups).get(key).map(Arc::strong_count) != Some(n + 1) {
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[tokio::test]
     async fn a_key_in_use_is_refreshed_ahead_once_and_expires_only_unused() {
         let cache = KeyCache::new(TTL);
@@ -232,7 +250,7 @@ mod tests {
                 })
             })
             .collect();
-        tokio::task::yield_now().await;
+        joined(&cache, "k", 16).await;
         release.send_replace(true);
         for waiter in waiters {
             assert_eq!(waiter.await.expect("a waiter"), Ok(info(tenant)));
@@ -263,5 +281,37 @@ mod tests {
         let found = cache.look_up("a", || async { Ok::<_, ()>(info(a)) }).await;
         assert_eq!(found, Ok(info(a)));
         assert_eq!(cache.get("a", Instant::now()), Cached::Fresh(info(a)));
+    }
+
+    #[tokio::test]
+    async fn a_request_that_joins_a_lookup_begun_before_the_change_does_not_cache_it() {
+        let cache = Arc::new(KeyCache::new(TTL));
+        let tenant = TenantId::new();
+        let (release, mut released) = tokio::sync::watch::channel(false);
+        let first = tokio::spawn({
+            let cache = cache.clone();
+            async move {
+                cache
+                    .look_up("k", || async move {
+                        let _ = released.wait_for(|r| *r).await;
+                        Ok::<_, ()>(info(tenant))
+                    })
+                    .await
+            }
+        });
+        // The first lookup is under way when the tenant's settings change.
+        while lock(&cache.lookups).is_empty() {
+            tokio::task::yield_now().await;
+        }
+        cache.forget_tenant(tenant);
+        let second = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.look_up("k", || async { Err::<Found, _>(()) }).await }
+        });
+        joined(&cache, "k", 2).await;
+        release.send_replace(true);
+        assert_eq!(first.await.expect("first"), Ok(info(tenant)));
+        assert_eq!(second.await.expect("second"), Ok(info(tenant)), "it waited for the first lookup");
+        assert_eq!(cache.get("k", Instant::now()), Cached::Missing, "what was read before the change is not cached");
     }
 }
