@@ -125,6 +125,9 @@ impl KeyCache {
         Fut: Future<Output = Result<Found, E>>,
     {
         let cell = lock(&self.lookups).entry(key.to_owned()).or_default().clone();
+        // Removed however this call ends, a dropped request included (else a lookup cancelled
+        // with its client would stay in the map for good: made-up keys could grow it).
+        let _leave = Leave { lookups: &self.lookups, key, cell: &cell };
         // The generation is the lookup's, not the waiter's: one that joins a lookup begun before
         // a tenant was forgotten gets its answer, but must not cache it.
         let looked_up = cell
@@ -134,13 +137,6 @@ impl KeyCache {
             })
             .await
             .cloned();
-        {
-            let mut lookups = lock(&self.lookups);
-            // The first waiter to finish removes the lookup; a later one for the same key is new.
-            if lookups.get(key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-                lookups.remove(key);
-            }
-        }
         let (generation, found) = looked_up?;
         self.store(key, generation, found.clone());
         Ok(found)
@@ -174,6 +170,23 @@ impl KeyCache {
             }
         }
         entries.insert(key.to_owned(), Entry { at: now, found, refreshing: false });
+    }
+}
+
+/// Takes a lookup out of the map when a caller is done with it, or dropped: the first to leave
+/// removes it, and a later caller for the same key starts a new one.
+struct Leave<'a> {
+    lookups: &'a Mutex<HashMap<String, Lookup>>,
+    key: &'a str,
+    cell: &'a Lookup,
+}
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let mut lookups = lock(self.lookups);
+        if lookups.get(self.key).is_some_and(|c| Arc::ptr_eq(c, self.cell)) {
+            lookups.remove(self.key);
+        }
     }
 }
 
@@ -263,6 +276,20 @@ mod tests {
         assert_eq!(other, Err("down"));
         assert_eq!(cache.get("x", Instant::now()), Cached::Missing);
         assert!(lock(&cache.lookups).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_request_dropped_during_its_lookup_leaves_nothing_behind() {
+        let cache = Arc::new(KeyCache::new(TTL));
+        let waiting = tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.look_up("k", std::future::pending::<Result<Found, ()>>).await }
+        });
+        joined(&cache, "k", 1).await;
+        waiting.abort();
+        assert!(waiting.await.is_err_and(|e| e.is_cancelled()));
+        assert!(lock(&cache.lookups).is_empty(), "the cancelled lookup is gone");
+        assert_eq!(cache.get("k", Instant::now()), Cached::Missing);
     }
 
     #[tokio::test]
