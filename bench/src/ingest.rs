@@ -775,7 +775,7 @@ fn print_phase(label: &str, phase: &Phase) {
              one, at {:.2} s)",
             tail.requests,
             tail.slots,
-            tail.window_slots,
+            load::Tail::slots_in(phase.outcome.window),
             load::Tail::SLOT.as_millis(),
             tail.busiest.1,
             tail.busiest.0.as_secs_f64()

@@ -11,6 +11,15 @@
 
 pub mod webdriver;
 
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+use flywheel_storage::redis::{RedisConfig, RedisStore};
+use flywheel_storage::{Database, DatabaseConfig};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection, PgConnection};
+
 /// The ports tests give the processes they start: below Linux's ephemeral range (32768–60999).
 /// A port found by binding port 0 and let go lies in that range, where an outgoing connection
 /// or another test's listener could take it before the process bound it (a node of the TLS test
@@ -36,15 +45,6 @@ pub fn free_port() -> u16 {
     }
     panic!("no free port in {TEST_PORTS:?}");
 }
-
-use std::future::Future;
-use std::str::FromStr;
-use std::time::Duration;
-
-use flywheel_storage::redis::{RedisConfig, RedisStore};
-use flywheel_storage::{Database, DatabaseConfig};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Connection, PgConnection};
 
 /// Where the test PostgreSQL is, and the passwords `scripts/setup` gave the roles.
 fn pg_host() -> String {

@@ -71,8 +71,6 @@ pub struct Tail {
     pub requests: usize,
     /// Slots of the window holding at least one of them.
     pub slots: usize,
-    /// Slots in the window.
-    pub window_slots: usize,
     /// The slot holding the most, its start (from the window's), and how many it holds.
     pub busiest: (Duration, usize),
 }
@@ -80,8 +78,13 @@ pub struct Tail {
 impl Tail {
     pub const SLOT: Duration = Duration::from_millis(250);
 
+    /// Slots in a window of this length.
+    pub fn slots_in(window: Duration) -> u128 {
+        window.as_millis().div_ceil(Self::SLOT.as_millis())
+    }
+
     /// From (due time after the window's start, latency) of each request; `None` when empty.
-    fn of(window: Duration, requests: &[(Duration, f64)]) -> Option<Self> {
+    fn of(requests: &[(Duration, f64)]) -> Option<Self> {
         let mut by_latency: Vec<&(Duration, f64)> = requests.iter().collect();
         by_latency.sort_by(|a, b| b.1.total_cmp(&a.1));
         let n = requests.len().div_ceil(100);
@@ -91,12 +94,7 @@ impl Tail {
         }
         let (&slot, &most) = counts.iter().max_by_key(|(slot, count)| (**count, std::cmp::Reverse(**slot)))?;
         let slot_ms = u64::try_from(slot * Self::SLOT.as_millis()).unwrap_or(u64::MAX);
-        Some(Self {
-            requests: n,
-            slots: counts.len(),
-            window_slots: usize::try_from(window.as_millis().div_ceil(Self::SLOT.as_millis())).unwrap_or(usize::MAX),
-            busiest: (Duration::from_millis(slot_ms), most),
-        })
+        Some(Self { requests: n, slots: counts.len(), busiest: (Duration::from_millis(slot_ms), most) })
     }
 }
 
@@ -119,8 +117,7 @@ impl Outcome {
 
 #[derive(Debug, Default)]
 struct Recorder {
-    latencies: Vec<f64>,
-    /// Due time after the window's start, and latency, of each request in `latencies`.
+    /// Due time after the window's start, and latency from due, of each request in the window.
     timeline: Vec<(Duration, f64)>,
     services: Vec<f64>,
     requests: u64,
@@ -146,7 +143,6 @@ impl Recorder {
                     self.requests += 1;
                     self.events += window.events_per_request;
                     let latency = done.duration_since(due).as_secs_f64() * 1e9;
-                    self.latencies.push(latency);
                     self.timeline.push((due.duration_since(window.from), latency));
                     self.services.push(done.duration_since(sent).as_secs_f64() * 1e9);
                 }
@@ -207,9 +203,9 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
         events: recorder.events,
         total_events: recorder.total_events,
         failures: recorder.failures,
-        latency: Summary::of(&recorder.latencies),
+        latency: Summary::of(&recorder.timeline.iter().map(|(_, latency)| *latency).collect::<Vec<_>>()),
         service: Summary::of(&recorder.services),
-        tail: Tail::of(load.duration, &recorder.timeline),
+        tail: Tail::of(&recorder.timeline),
         window: load.duration,
     })
 }
@@ -318,8 +314,8 @@ mod tests {
         // 1,000 requests, one every 10 ms; the ten due between 5.00 and 5.09 s waited 40 ms.
         let requests: Vec<(Duration, f64)> =
             (0..1_000).map(|i| (ms(i * 10), if (500..510).contains(&i) { 40e6 } else { 1e6 })).collect();
-        let tail = Tail::of(ms(10_000), &requests).expect("a tail");
-        assert_eq!((tail.requests, tail.slots, tail.window_slots), (10, 1, 40));
+        let tail = Tail::of(&requests).expect("a tail");
+        assert_eq!((tail.requests, tail.slots, Tail::slots_in(ms(10_000))), (10, 1, 40));
         assert_eq!(tail.busiest, (ms(5_000), 10));
     }
 
@@ -328,9 +324,9 @@ mod tests {
         // The slow ones every 100th request: ten of them, in ten slots; the busiest is the first.
         let requests: Vec<(Duration, f64)> =
             (0..1_000).map(|i| (ms(i * 10), if i % 100 == 7 { 9e6 } else { 1e6 })).collect();
-        let tail = Tail::of(ms(10_000), &requests).expect("a tail");
+        let tail = Tail::of(&requests).expect("a tail");
         assert_eq!((tail.requests, tail.slots), (10, 10));
         assert_eq!(tail.busiest, (ms(0), 1));
-        assert!(Tail::of(ms(10_000), &[]).is_none());
+        assert!(Tail::of(&[]).is_none());
     }
 }

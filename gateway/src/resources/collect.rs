@@ -133,7 +133,7 @@ impl Tracking {
                 // Looked up again in the background; this request goes on with what is cached.
                 let (state, key, generation) = (state.clone(), key.to_owned(), self.keys.generation());
                 tokio::spawn(async move {
-                    let looked_up = state.db().tracking_by_key(&key).await.map(|i| i.map(Arc::new));
+                    let looked_up = look_up_key(&state, &key).await;
                     if let Err(e) = &looked_up {
                         tracing::warn!(error = %e, "A write key could not be looked up again; the next request retries.");
                     }
@@ -141,10 +141,7 @@ impl Tracking {
                 });
                 Ok(found)
             }
-            Cached::Missing => {
-                let db = state.db();
-                Ok(self.keys.look_up(key, || async { db.tracking_by_key(key).await.map(|i| i.map(Arc::new)) }).await?)
-            }
+            Cached::Missing => Ok(self.keys.look_up(key, || look_up_key(state, key)).await?),
         }
     }
 
@@ -166,6 +163,11 @@ impl Tracking {
         }
         Ok(salt)
     }
+}
+
+/// A write key's tenant and settings, from PostgreSQL.
+async fn look_up_key(state: &AppState, key: &str) -> flywheel_storage::Result<Found> {
+    Ok(state.db().tracking_by_key(key).await?.map(Arc::new))
 }
 
 pub(super) fn routes() -> Router<AppState> {
