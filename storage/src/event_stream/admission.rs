@@ -234,10 +234,17 @@ impl Connection {
 
     /// Writes a batch's transaction and reads its answers: one [`Reply`] per request.
     async fn exchange(&mut self, batch: &[&Request], sha: &str) -> Result<Vec<Reply>> {
-        let bytes: usize = batch.iter().map(|r| r.payload.len() + 256).sum();
+        // Room for it all at once (a batch's bytes are nearly all payload, and a buffer grown
+        // on the way copies them again): each request's payload, its stream key twice (the
+        // `XADD`'s and the verdict's), its other keys, and 256 bytes for the rest.
+        let bytes: usize = batch
+            .iter()
+            .map(|r| r.payload.len() + r.keys[0].len() + r.keys.iter().map(String::len).sum::<usize>() + 256)
+            .sum();
         let mut out = Vec::with_capacity(bytes + 64);
         command(&mut out, &[b"MULTI"]);
-        let args: Vec<[String; 4]> = batch.iter().map(|r| r.args.map(|a| a.to_string())).collect();
+        let args: Vec<[String; 4]> =
+            batch.iter().map(|r| r.args.map(|a| itoa::Buffer::new().format(a).to_owned())).collect();
         for (request, args) in batch.iter().zip(&args) {
             let events = args[3].as_bytes();
             command(&mut out, &[b"XADD", request.keys[0].as_bytes(), b"*", b"e", &request.payload, b"n", events]);
@@ -302,9 +309,14 @@ impl Connection {
 
 /// Appends one command (a RESP array of bulk strings) to `out`.
 fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+    let mut digits = itoa::Buffer::new();
+    out.push(b'*');
+    out.extend_from_slice(digits.format(args.len()).as_bytes());
+    out.extend_from_slice(b"\r\n");
     for arg in args {
-        out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+        out.push(b'$');
+        out.extend_from_slice(digits.format(arg.len()).as_bytes());
+        out.extend_from_slice(b"\r\n");
         out.extend_from_slice(arg);
         out.extend_from_slice(b"\r\n");
     }
@@ -323,5 +335,11 @@ mod tests {
         let mut out = Vec::new();
         command(&mut out, &[b"XADD", b"s", b"*", b"e", b"a\r\nb"]);
         assert_eq!(out, b"*5\r\n$4\r\nXADD\r\n$1\r\ns\r\n$1\r\n*\r\n$1\r\ne\r\n$4\r\na\r\nb\r\n");
+        // Counts and lengths of more than one digit.
+        let mut out = Vec::new();
+        let long = [b"x".as_slice(); 12].concat();
+        command(&mut out, &[&long; 10].map(Vec::as_slice));
+        let expected = format!("*10\r\n{}", "$12\r\nxxxxxxxxxxxx\r\n".repeat(10));
+        assert_eq!(out, expected.as_bytes());
     }
 }
