@@ -772,13 +772,14 @@ fn print_phase(label: &str, phase: &Phase) {
     if let Some(tail) = &phase.outcome.tail {
         println!(
             "        the slowest 1 % ({} requests) were due in {} of the window's {} slots of {} ms (at most {} in \
-             one, at {:.2} s)",
+             one, at {:.2} s: {} by the wall clock, as in the node's log)",
             tail.requests,
             tail.slots,
             load::Tail::slots_in(phase.outcome.window),
             load::Tail::SLOT.as_millis(),
             tail.busiest.1,
-            tail.busiest.0.as_secs_f64()
+            tail.busiest.0.as_secs_f64(),
+            (phase.outcome.window_start + tail.busiest.0).format("%H:%M:%S%.3fZ")
         );
     }
     let drain =

@@ -59,6 +59,8 @@ pub struct Outcome {
     /// Where in the window the slowest 1 % of those requests were due (see [`Tail`]).
     pub tail: Option<Tail>,
     pub window: Duration,
+    /// The window's start by the wall clock, to set a stall against the node's log.
+    pub window_start: chrono::DateTime<chrono::Utc>,
 }
 
 /// When the slowest 1 % of a window's requests (by latency from due) were due, in slots of
@@ -185,6 +187,7 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
     }
     let recorder = Arc::new(Mutex::new(Recorder::default()));
     let start = Instant::now();
+    let window_start = chrono::Utc::now() + load.warmup;
     let window = Window {
         from: start + load.warmup,
         to: start + load.warmup + load.duration,
@@ -207,6 +210,7 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
         service: Summary::of(&recorder.services),
         tail: Tail::of(&recorder.timeline),
         window: load.duration,
+        window_start,
     })
 }
 
