@@ -310,13 +310,14 @@ impl Connection {
 /// Appends one command (a RESP array of bulk strings) to `out`.
 fn command(out: &mut Vec<u8>, args: &[&[u8]]) {
     let mut digits = itoa::Buffer::new();
-    out.push(b'*');
-    out.extend_from_slice(digits.format(args.len()).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for arg in args {
-        out.push(b'$');
-        out.extend_from_slice(digits.format(arg.len()).as_bytes());
+    let mut line = |marker: u8, n: usize, out: &mut Vec<u8>| {
+        out.push(marker);
+        out.extend_from_slice(digits.format(n).as_bytes());
         out.extend_from_slice(b"\r\n");
+    };
+    line(b'*', args.len(), out);
+    for arg in args {
+        line(b'$', arg.len(), out);
         out.extend_from_slice(arg);
         out.extend_from_slice(b"\r\n");
     }
