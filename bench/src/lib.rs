@@ -12,6 +12,9 @@
 //!   the same actor in one process, and failover time of real node processes against the lease
 //!   TTL.
 //!
+//! [`steal`] says how much of the machine's CPU time its hypervisor gave to other guests during a
+//! phase, printed beside the figures it may have moved.
+//!
 //! The `flywheel-bench` binary (`src/main.rs`) runs them and prints one summary line.
 
 // The baselines are raw SQL on purpose (a bare INSERT + COMMIT, creating and dropping the bench
@@ -24,6 +27,7 @@ pub mod ingest;
 pub mod limits;
 pub mod sample;
 pub mod services;
+pub mod steal;
 pub mod steps;
 pub mod target;
 pub mod tenants;

@@ -15,6 +15,7 @@ use axum::body::Bytes;
 use tokio::sync::Semaphore;
 
 use crate::sample::Summary;
+use crate::steal::CpuTime;
 
 /// Closed loop (as fast as answered) or open loop (a fixed rate of requests per second).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -61,6 +62,9 @@ pub struct Outcome {
     pub window: Duration,
     /// The window's start by the wall clock, to set a stall against the node's log.
     pub window_start: chrono::DateTime<chrono::Utc>,
+    /// The share of the machine's CPU time stolen by its hypervisor during the run, warm-up
+    /// included (`None` where it cannot be read).
+    pub steal: Option<f64>,
 }
 
 /// When the slowest 1 % of a window's requests (by latency from due) were due, in slots of
@@ -186,6 +190,7 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
         return Err(anyhow!("the load needs at least one URL and one body"));
     }
     let recorder = Arc::new(Mutex::new(Recorder::default()));
+    let cpu = CpuTime::now();
     let start = Instant::now();
     let window_start = chrono::Utc::now() + load.warmup;
     let window = Window {
@@ -211,6 +216,7 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
         tail: Tail::of(&recorder.timeline),
         window: load.duration,
         window_start,
+        steal: cpu.and_then(|c| c.stolen_since()),
     })
 }
 
