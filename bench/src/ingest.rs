@@ -309,9 +309,7 @@ async fn measure(
             Target::info("edge-only-p99@70%", p99_ms(&edge.at_fraction), " ms"),
             Target::info("node-rss-max", edge.rss_max_kb as f64 / 1024.0, " MB"),
         ];
-        if let Some(most) = edge.rounds.steal.iter().copied().flatten().reduce(f64::max) {
-            targets.push(Target::info("steal-max", most * 100.0, " %"));
-        }
+        targets.extend(steal_max(edge.rounds.steal.iter().copied()));
         return Ok(targets);
     }
     let (raw, raw_steal) = raw_baseline(database, config, &plan).await?;
@@ -367,16 +365,19 @@ async fn measure(
         targets.push(Target::info("edge-only-p99@70%", p99_ms(&edge.at_fraction), " ms"));
     }
     targets.push(Target::info("node-rss-max", rss_max_kb as f64 / 1024.0, " MB"));
-    // The most CPU time the hypervisor took in a phase the targets come from: well above a few
-    // per cent, a ratio may measure a neighbour's burst instead of the code.
     let mut stolen = vec![raw_steal, node.closed.steal, node.at_target.steal];
     if let Some(edge) = &edge {
         stolen.extend(edge.rounds.steal.iter().copied());
     }
-    if let Some(most) = stolen.into_iter().flatten().reduce(f64::max) {
-        targets.push(Target::info("steal-max", most * 100.0, " %"));
-    }
+    targets.extend(steal_max(stolen));
     Ok(targets)
+}
+
+/// `steal-max`: the most CPU time the hypervisor took in one of the phases the targets come from,
+/// in per cent (`None` where it could not be read). Well above a few per cent, a ratio may
+/// measure a neighbour's burst instead of the code.
+fn steal_max(shares: impl IntoIterator<Item = Option<f64>>) -> Option<Target> {
+    shares.into_iter().flatten().reduce(f64::max).map(|most| Target::info("steal-max", most * 100.0, " %"))
 }
 
 /// An outcome's p99 latency in milliseconds (infinite when nothing was answered).
