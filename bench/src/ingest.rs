@@ -375,7 +375,7 @@ async fn measure(
 
 /// `steal-max`: the most CPU time the hypervisor took in one of the phases the targets come from,
 /// in per cent (`None` where it could not be read). Well above a few per cent, a ratio may
-/// measure a neighbour's burst instead of the code.
+/// measure the machine instead of the code.
 fn steal_max(shares: impl IntoIterator<Item = Option<f64>>) -> Option<Target> {
     shares.into_iter().flatten().reduce(f64::max).map(|most| Target::info("steal-max", most * 100.0, " %"))
 }
@@ -467,12 +467,7 @@ async fn edge_only(
         rounds.ratio(),
         rounds.edge.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
         rounds.noop.iter().map(|r| format!("{r:.0}")).collect::<Vec<_>>().join(", "),
-        rounds
-            .steal
-            .iter()
-            .map(|s| s.map_or("?".to_owned(), |s| format!("{:.0} %", s * 100.0)))
-            .collect::<Vec<_>>()
-            .join(", "),
+        rounds.steal.iter().map(|&s| steal::percent(s)).collect::<Vec<_>>().join(", "),
     );
     let answered =
         (outcome.total_events + at_fraction.total_events) / plan.events_per_request as u64 + rounds.edge_requests;

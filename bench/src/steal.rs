@@ -1,9 +1,10 @@
 //! CPU time the hypervisor gave to other guests while a phase ran ("steal", the eighth column of
 //! `/proc/stat`'s `cpu` line), as a share of the machine's CPU time. On a shared virtual machine
-//! a neighbour's burst can slow everything measured several-fold for seconds (one run here: an
-//! edge round at 185,904 events/s, the next two at 53,928 and 45,344, the no-op handler's beside
-//! them falling alike). A phase prints its share next to its figures, so such a run is read as
-//! the machine's and not the code's.
+//! the host can slow everything measured several-fold for seconds (one run here, before this was
+//! measured: an edge round at 185,904 events/s, the next two at 53,928 and 45,344, the no-op
+//! handler's beside them falling alike). A phase prints its share next to its figures, so a run
+//! slowed by stolen time is read as the machine's and not the code's; a swing with none stolen
+//! (seen too) comes from the host in ways a guest cannot see.
 
 /// The machine's CPU time so far, in clock ticks: all of it, and the part stolen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,9 +45,14 @@ impl CpuTime {
     }
 }
 
-/// "; the hypervisor took 12 % of the CPU time" for a known share, else nothing.
+/// "12 %" for a known share, "?" for an unknown one.
+pub fn percent(share: Option<f64>) -> String {
+    share.map_or_else(|| "?".to_owned(), |s| format!("{:.0} %", s * 100.0))
+}
+
+/// "; the hypervisor took 12 % of the CPU time (steal)" for a known share, else nothing.
 pub fn text(share: Option<f64>) -> String {
-    share.map(|s| format!("; the hypervisor took {:.0} % of the CPU time (steal)", s * 100.0)).unwrap_or_default()
+    share.map(|_| format!("; the hypervisor took {} of the CPU time (steal)", percent(share))).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -82,5 +88,7 @@ mod tests {
     fn the_text_names_the_share_or_nothing() {
         assert_eq!(text(Some(0.123)), "; the hypervisor took 12 % of the CPU time (steal)");
         assert_eq!(text(None), "");
+        assert_eq!(percent(Some(0.004)), "0 %");
+        assert_eq!(percent(None), "?");
     }
 }

@@ -1,12 +1,19 @@
-//! Admissions in batches, on Redis connections of their own (group commit).
+//! Admissions in batches, on a Redis connection of their own (group commit).
 //!
-//! The edge's requests queue here. Each connection ([`CONNECTIONS`]: one) takes what queued while
-//! its previous batch was in Redis and writes it as one transaction in one write: `MULTI`, the
-//! `XADD` of each request's entry, one call of the [`VERDICT`] script on them all, `EXEC`. A batch is what
-//! arrived during one round trip: one request under light load, dozens under heavy load, so the
+//! The edge's requests queue here. One task takes what queued while its previous batch was in
+//! Redis and writes it as one transaction in one write: `MULTI`, the `XADD` of each request's
+//! entry, one call of the [`VERDICT`] script on them all, `EXEC`. A batch is what arrived during
+//! one round trip: one request under light load, dozens under heavy load, so the
 //! writes, wake-ups and command dispatches per request fall as the load grows, and a request
 //! waits for at most the batch in Redis before its own. Payloads reach Redis once and never
 //! enter Lua (see [`VERDICT`]).
+//!
+//! One connection, not several side by side: Redis runs one command at a time, so a second
+//! connection's batch only waited in Redis beside the first, and it halved the batches (about
+//! 2.5 requests each at 16 clients in the ingest benchmark's accept path). With one, both the node
+//! and Redis spent less CPU per event in each of three edge-only runs in turn with two (node
+//! 5.43/5.88/4.84 µs against 6.08/6.06/5.37, Redis 2.67/2.83/2.35 against 3.06/3.07/2.68), and
+//! latency under load was no worse.
 //!
 //! Not through fred: its pipelines flush each command on its own, so a transaction of one
 //! request took four writes (and Redis as many reads) where a whole batch takes one here;
@@ -14,7 +21,6 @@
 //! serves everything else, including what a batch may need afterwards (reloading the script,
 //! counting an unjudged entry).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use fred::prelude::{ClientLike, KeysInterface};
@@ -23,20 +29,13 @@ use redis_protocol::resp2::decode::decode;
 use redis_protocol::resp2::types::OwnedFrame;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{Admission, VERDICT};
 use crate::redis::RedisStore;
 use crate::{Result, StorageError};
 
-/// Connections admitting side by side, each with one batch in Redis at a time. One: Redis runs
-/// one command at a time, so a second connection's batch only waits in Redis beside the first,
-/// and it halves the batches (about 2.5 requests each at 16 clients in the ingest benchmark's
-/// accept path). With one, both the node and Redis spent less CPU per event in each of three
-/// edge-only runs in turn with two (node 5.43/5.88/4.84 µs against 6.08/6.06/5.37, Redis
-/// 2.67/2.83/2.35 against 3.06/3.07/2.68), and latency under load was no worse.
-const CONNECTIONS: usize = 1;
-/// Requests waiting for a connection at most; the edge bounds its requests in flight below it.
+/// Requests waiting for the connection at most; the edge bounds its requests in flight below it.
 const QUEUE: usize = 4_096;
 /// A batch's bounds: requests, and payload bytes (a batch still takes at least one request).
 const BATCH_REQUESTS: usize = 64;
@@ -60,26 +59,23 @@ struct Queued {
     answer: oneshot::Sender<Result<Admission>>,
 }
 
-/// The queue in front of the admission connections; they stop when it is dropped.
+/// The queue in front of the admission connection; its task stops when the queue is dropped.
 #[derive(Debug)]
 pub(super) struct Admitter {
     queue: mpsc::Sender<Queued>,
 }
 
 impl Admitter {
-    /// Starts the connection tasks on the current runtime (they connect on their first batch).
+    /// Starts the connection's task on the current runtime (it connects on its first batch).
     pub(super) fn start(redis: RedisStore) -> Self {
         let (queue, receiver) = mpsc::channel(QUEUE);
-        let receiver = Arc::new(Mutex::new(receiver));
-        for _ in 0..CONNECTIONS {
-            tokio::spawn(run(redis.clone(), receiver.clone()));
-        }
+        tokio::spawn(run(redis, receiver));
         Self { queue }
     }
 
     pub(super) async fn admit(&self, request: Request) -> Result<Admission> {
         let (answer, answered) = oneshot::channel();
-        let stopped = || StorageError::Unavailable("the admission connections stopped".into());
+        let stopped = || StorageError::Unavailable("the admission connection stopped".into());
         self.queue.send(Queued { request, answer }).await.map_err(|_| stopped())?;
         answered.await.map_err(|_| stopped())?
     }
@@ -95,9 +91,9 @@ enum Reply {
     },
 }
 
-async fn run(redis: RedisStore, queue: Arc<Mutex<mpsc::Receiver<Queued>>>) {
+async fn run(redis: RedisStore, mut queue: mpsc::Receiver<Queued>) {
     let mut connection: Option<Connection> = None;
-    while let Some(batch) = next_batch(&queue).await {
+    while let Some(batch) = next_batch(&mut queue).await {
         let requests: Vec<&Request> = batch.iter().map(|q| &q.request).collect();
         // Taken for the exchange and put back after a good one: after an error the connection
         // may hold half an answer, so the next batch starts afresh.
@@ -133,8 +129,7 @@ async fn run(redis: RedisStore, queue: Arc<Mutex<mpsc::Receiver<Queued>>>) {
 }
 
 /// The next batch: waits for one request, then takes what else is queued, within the bounds.
-async fn next_batch(queue: &Mutex<mpsc::Receiver<Queued>>) -> Option<Vec<Queued>> {
-    let mut receiver = queue.lock().await;
+async fn next_batch(receiver: &mut mpsc::Receiver<Queued>) -> Option<Vec<Queued>> {
     let first = receiver.recv().await?;
     let mut bytes = first.request.payload.len();
     let mut batch = vec![first];
