@@ -168,10 +168,16 @@ pub struct Config {
     #[arg(long, env = "FLYWHEEL_INGEST_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub ingest_nice: i32,
 
-    /// Partial batches (the ingestors keep up) this node stores at once, each keeping a
-    /// PostgreSQL backend busy; full batches (a backlog) are stored side by side regardless.
+    /// Batches this node stores at once while its ingestors keep up, each keeping a PostgreSQL
+    /// backend busy; batches that are behind (`--ingest-behind-ms`) are stored side by side
+    /// regardless.
     #[arg(long, env = "FLYWHEEL_INGEST_STORES", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub ingest_stores: u16,
+
+    /// A batch whose oldest event has waited this long in the stream is behind: stored at once,
+    /// without waiting for one of the `--ingest-stores` permits.
+    #[arg(long, env = "FLYWHEEL_INGEST_BEHIND_MS", default_value_t = 500)]
+    pub ingest_behind_ms: u64,
 
     /// Largest batch an ingestor writes in one transaction, and the longest it waits to fill one.
     #[arg(long, env = "FLYWHEEL_INGEST_BATCH", default_value_t = 5_000)]
@@ -527,6 +533,7 @@ impl Config {
         flywheel_supervisor::IngestConfig {
             ingestors: self.ingestors.max(1),
             stores: self.ingest_stores,
+            behind_after: Duration::from_millis(self.ingest_behind_ms),
             max_batch: self.ingest_batch.clamp(1, 50_000),
             max_linger: Duration::from_millis(self.ingest_linger_ms),
             claim_idle: Duration::from_secs(self.ingest_claim_idle_secs.max(1)),

@@ -87,6 +87,12 @@ impl StreamEntry {
     pub fn event_name(&self, index: usize) -> String {
         format!("{}/{index}", self.id)
     }
+
+    /// When Redis added the entry, in milliseconds since the Unix epoch by Redis's clock: the
+    /// first part of its id (`<ms>-<sequence>`).
+    pub fn added_ms(&self) -> Option<u64> {
+        self.id.split_once('-').and_then(|(ms, _)| ms.parse().ok())
+    }
 }
 
 /// The event streams over a [`RedisStore`].
@@ -598,6 +604,25 @@ impl EventStream {
         Ok((next, quintuples(flat)))
     }
 
+    /// How long the oldest of `entries` has been in its stream, by Redis's clock (`TIME`, the
+    /// clock its entry ids are made of, so the node's own clock, set apart from Redis's,
+    /// cannot make it look older or younger). Zero for no entries, or ids of the future.
+    pub async fn waited(&self, entries: &[StreamEntry]) -> Result<Duration> {
+        use fred::interfaces::ClientLike;
+        use fred::types::CustomCommand;
+        let Some(oldest) = entries.iter().filter_map(StreamEntry::added_ms).min() else {
+            return Ok(Duration::ZERO);
+        };
+        let time: Vec<String> =
+            self.redis.pool().custom(CustomCommand::new_static("TIME", None, false), Vec::<Value>::new()).await?;
+        let parsed: Vec<u64> = time.iter().filter_map(|part| part.parse().ok()).collect();
+        let [seconds, micros] = parsed[..] else {
+            return Err(StorageError::Internal(format!("unexpected answer to TIME: {time:?}")));
+        };
+        let now_ms = seconds.saturating_mul(1000).saturating_add(micros / 1000);
+        Ok(Duration::from_millis(now_ms.saturating_sub(oldest)))
+    }
+
     /// Acknowledges and deletes entries of one shard whose every event is stored or
     /// dead-lettered: called only after their transactions committed.
     pub async fn ack(&self, shard: u16, entries: &[&StreamEntry]) -> Result<()> {
@@ -857,7 +882,7 @@ impl EventStream {
 mod tests {
     use fred::types::{Map, Value};
 
-    use super::{next_count, stream_entries};
+    use super::{StreamEntry, next_count, stream_entries};
 
     fn bulk(s: &str) -> Value {
         Value::Bytes(s.as_bytes().to_vec().into())
@@ -865,6 +890,15 @@ mod tests {
 
     fn entry(id: &str, fields: Option<Vec<Value>>) -> Value {
         Value::Array(vec![bulk(id), fields.map_or(Value::Null, Value::Array)])
+    }
+
+    #[test]
+    fn an_entry_was_added_at_its_ids_milliseconds() {
+        let entry = |id: &str| StreamEntry { shard: 0, id: id.into(), payload: None, events: 1, counted: false };
+        assert_eq!(entry("1795816303548-0").added_ms(), Some(1_795_816_303_548));
+        assert_eq!(entry("1795816303548-17").added_ms(), Some(1_795_816_303_548));
+        assert_eq!(entry("not-an-id").added_ms(), None);
+        assert_eq!(entry("1795816303548").added_ms(), None);
     }
 
     #[test]

@@ -27,9 +27,14 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 pub struct IngestConfig {
     /// Ingestors on this node (each owns `shards / ingestors` shards).
     pub ingestors: u16,
-    /// Partial batches (the ingestors keep up) stored at once across this node's ingestors; the
-    /// others wait with theirs taken. Full batches (a backlog) are stored without waiting.
+    /// Batches stored at once across this node's ingestors while they keep up; the others wait
+    /// with theirs taken. A batch that is behind (see `behind_after`) does not wait.
     pub stores: u16,
+    /// A batch whose oldest event has been in the stream this long (by Redis's clock) is behind:
+    /// it is stored at once, beside the others, and one waiting for a store permit stops
+    /// waiting when it gets there. So stores run one at a time (`stores`) while one at a time
+    /// keeps up, and side by side when it does not.
+    pub behind_after: Duration,
     /// A batch is written when it holds this many events (or, by less than one entry's events,
     /// more)…
     pub max_batch: usize,
@@ -58,6 +63,7 @@ impl Default for IngestConfig {
         Self {
             ingestors: 2,
             stores: 1,
+            behind_after: Duration::from_millis(500),
             max_batch: 5_000,
             max_linger: Duration::from_millis(200),
             idle_poll: Duration::from_millis(10),
@@ -128,7 +134,7 @@ struct Shared {
     config: IngestConfig,
     stats: Arc<IngestStats>,
     statistics: Mutex<Refresh>,
-    /// Permits to store a partial batch (`IngestConfig::stores`).
+    /// Permits to store a batch that is not behind (`IngestConfig::stores`).
     stores: tokio::sync::Semaphore,
 }
 
@@ -153,10 +159,9 @@ impl Shared {
         }
         let shared = self.clone();
         tokio::spawn(async move {
-            // A store permit, as a partial batch takes: while the ingestors keep up, an ANALYZE
-            // (a second or more of a backend under load) runs between stores, not beside one;
-            // the partial batches it holds back wait taken and unacknowledged. Full batches do
-            // not wait for it.
+            // A store permit, as a batch takes: while the ingestors keep up, an ANALYZE (a
+            // second or more of a backend under load) runs between stores, not beside one; the
+            // batches it holds back wait taken and unacknowledged, until they are behind.
             let _permit = shared.stores.acquire().await.ok();
             match shared.db.refresh_ingest_statistics().await {
                 Ok(tables) if !tables.is_empty() => tracing::debug!(?tables, "Ingest tables analyzed."),
@@ -414,16 +419,33 @@ async fn store(state: &mut IngestorState, entries: Vec<StreamEntry>) -> Result<(
     }
     let mut taken = Taken { entries, left };
     if !batch.is_empty() {
-        // A full batch means the stream is behind: it is stored at once, beside the others'. A
-        // partial one (the ingestors keep up) waits for one of the node's `stores` permits, so
-        // that while they keep up no more PostgreSQL backends than that store at once, and the
-        // cores they share with the edge are not all taken by ingest. The semaphore is never
-        // closed: acquiring cannot fail.
-        let _permit = if batch.len() < shared.config.max_batch { shared.stores.acquire().await.ok() } else { None };
+        // While the ingestors keep up, a batch waits for one of the node's `stores` permits, so
+        // that no more PostgreSQL backends than that store at once and the cores they share with
+        // the edge are not all taken by ingest. A batch that is behind is stored at once, beside
+        // the others'. Whether a batch is full says nothing of that: at a high enough rate every
+        // batch fills before its linger ends, however well one store at a time keeps up.
+        let waited = shared.stream.waited(&taken.entries).await?;
+        let until_behind = shared.config.behind_after.saturating_sub(waited);
+        let _permit = permit_unless_behind(&shared.stores, until_behind).await;
         store_part(state, &mut taken, &origins, &batch).await?;
     }
     let done = taken.entries.iter().zip(&taken.left).filter(|(_, left)| **left == Some(0)).map(|(e, _)| e);
     ack_all(&shared, done).await
+}
+
+/// A store permit, waited for at most `until_behind` (until the batch is behind); `None` when
+/// the batch is, or gets, behind first. The semaphore is never closed.
+async fn permit_unless_behind(
+    stores: &tokio::sync::Semaphore,
+    until_behind: Duration,
+) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    if until_behind.is_zero() {
+        return None;
+    }
+    tokio::select! {
+        permit = stores.acquire() => permit.ok(),
+        () = tokio::time::sleep(until_behind) => None,
+    }
 }
 
 /// Stores a part of a batch; a part the database refuses for its data is split in halves until
@@ -504,4 +526,34 @@ async fn ack_all<'a>(
         shared.stream.ack(shard, &entries).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::sync::Semaphore;
+
+    use super::permit_unless_behind;
+
+    #[tokio::test]
+    async fn a_batch_waits_for_a_permit_only_until_it_is_behind() {
+        let stores = Semaphore::new(1);
+        // Keeping up, a permit free: it is taken.
+        assert!(permit_unless_behind(&stores, Duration::from_secs(60)).await.is_some());
+        // Behind already: no permit taken, though one is free.
+        assert!(permit_unless_behind(&stores, Duration::ZERO).await.is_none());
+        assert_eq!(stores.available_permits(), 1);
+        // The permit held by another store: the wait ends when the batch gets behind.
+        let held = stores.acquire().await.expect("a permit");
+        assert!(permit_unless_behind(&stores, Duration::from_millis(20)).await.is_none());
+        // …or earlier, when the other store gives its permit back.
+        let waiting = permit_unless_behind(&stores, Duration::from_secs(60));
+        let give_back = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(held);
+        };
+        let (permit, ()) = tokio::join!(waiting, give_back);
+        assert!(permit.is_some());
+    }
 }

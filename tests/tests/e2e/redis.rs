@@ -94,6 +94,32 @@ async fn stream_take_reads_in_slices_within_the_budget() {
     assert_eq!(payloads, admitted);
 }
 
+/// `EventStream::waited` measures how long the oldest of some entries has been in its stream by
+/// Redis's clock (what the ingestors tell a batch that is behind by): it grows as the entries
+/// wait, and is zero for no entries.
+#[tokio::test]
+async fn waited_is_the_oldest_entrys_time_in_the_stream() {
+    use flywheel_storage::event_stream::{EventStream, StreamConfig};
+
+    let redis = test_redis().await;
+    let stream = EventStream::new(redis, StreamConfig { shards: 1, max_backlog_per_shard: 1_000_000 });
+    let tenant = TenantId::new();
+    assert_eq!(stream.waited(&[]).await.expect("waited"), Duration::ZERO);
+
+    stream.append_raw(tenant, b"older").await.expect("append");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    stream.append_raw(tenant, b"newer").await.expect("append");
+    let entries = stream.take("c1", &[0], 100, false).await.expect("take");
+    assert_eq!(entries.len(), 2);
+    let both = stream.waited(&entries).await.expect("waited");
+    let newer = stream.waited(&entries[1..]).await.expect("waited");
+    assert!(both >= newer + Duration::from_millis(50), "the older entry counts: {both:?} against {newer:?}");
+    assert!(both < Duration::from_secs(30), "{both:?}");
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let later = stream.waited(&entries).await.expect("waited");
+    assert!(later >= both + Duration::from_millis(50), "it grows as they wait: {later:?} after {both:?}");
+}
+
 /// Admission is one transaction (`XADD`, then the verdict): an admitted request is one entry,
 /// a refused one (over the backlog bound, or over a rate) leaves no entry behind and takes
 /// nothing off the bound, and the bound counts events, not entries.
