@@ -1,7 +1,6 @@
 //! A real node for the full-path measurement: the release `flywheel` binary (built first with
 //! `cargo build --release --bin flywheel`, a no-op when it is up to date), started as a child
-//! process in a session of its own ([`in_own_session`]) against the bench database and Redis
-//! namespace, waited for on `/readyz`, its resident
+//! process against the bench database and Redis namespace, waited for on `/readyz`, its resident
 //! memory sampled from `/proc/<pid>/status`, and killed when done (also when the benchmark fails).
 
 use std::io::{BufRead, BufReader};
@@ -78,25 +77,6 @@ pub struct NodeSettings {
     pub max_backlog: u64,
 }
 
-/// `setsid` (util-linux, part of every Debian system).
-const SETSID: &str = "/usr/bin/setsid";
-
-/// The command that starts `binary` in a session of its own, as a service manager starts a
-/// service, when `setsid` is there. With the kernel's autogroup scheduling (on by default), a
-/// session is a scheduling group of its own: the node then competes for the cores as one group
-/// beside PostgreSQL's, Redis's and the load generator's, instead of sharing one group's share
-/// with the load generator that measures it. `setsid` execs the node in its own process (the
-/// child is not a process group leader, so it does not fork): the child's pid is the node's.
-fn in_own_session(binary: &Path) -> Command {
-    if Path::new(SETSID).is_file() {
-        let mut command = Command::new(SETSID);
-        command.arg(binary);
-        command
-    } else {
-        Command::new(binary)
-    }
-}
-
 /// A running node process; killed when dropped.
 #[derive(Debug)]
 pub struct Node {
@@ -109,7 +89,7 @@ impl Node {
     pub fn start(settings: &NodeSettings) -> Result<Self> {
         let log = std::env::temp_dir().join(format!("flywheel-bench-node-{}.log", uuid::Uuid::new_v4().simple()));
         let stderr = std::fs::File::create(&log).with_context(|| format!("cannot create {}", log.display()))?;
-        let child = in_own_session(&settings.binary)
+        let child = Command::new(&settings.binary)
             .arg("node")
             .env("DATABASE_URL", &settings.database_url)
             .env("FLYWHEEL_OWNER_DATABASE_URL", &settings.owner_database_url)
