@@ -52,7 +52,7 @@ pub fn percent(share: Option<f64>) -> String {
 
 /// "; the hypervisor took 12 % of the CPU time (steal)" for a known share, else nothing.
 pub fn text(share: Option<f64>) -> String {
-    share.map(|_| format!("; the hypervisor took {} of the CPU time (steal)", percent(share))).unwrap_or_default()
+    share.map(|s| format!("; the hypervisor took {} of the CPU time (steal)", percent(Some(s)))).unwrap_or_default()
 }
 
 #[cfg(test)]
