@@ -33,8 +33,9 @@
 //!   HTTP stack's own ceiling.
 //!
 //! Events come from [`synthetic`]: a realistic mix over many tenants, `meta` of 300–600 bytes.
-//! Everything runs in a database and a Redis namespace of the benchmark's own; the database is
-//! dropped at the end. The node binary is built first (`cargo build --release --bin flywheel`).
+//! Everything runs in a database and a Redis namespace of the benchmark's own; both are removed
+//! at the end (the database dropped, the namespace's keys deleted). The node binary is built
+//! first (`cargo build --release --bin flywheel`).
 
 pub mod drain;
 pub mod load;
@@ -61,7 +62,7 @@ use uuid::Uuid;
 
 use crate::limits::{Polled, bounded, poll_until};
 use crate::sample::Nanos;
-use crate::services::{BenchDatabase, Services};
+use crate::services::{BenchDatabase, Services, remove_redis};
 use crate::steal::{self, CpuTime};
 use crate::target::Target;
 use load::{Load, Outcome, Pace, Workload};
@@ -258,7 +259,7 @@ pub async fn run(services: &Services, config: IngestConfig) -> Result<Vec<Target
     let database = BenchDatabase::create(services).await?;
     let outcome = bounded("the ingest benchmark", LIMIT, measure(services, &database, &redis, &config, binary)).await;
     database.remove().await;
-    redis.quit().await;
+    remove_redis(redis).await;
     outcome
 }
 

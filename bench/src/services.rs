@@ -143,6 +143,24 @@ impl BenchDatabase {
     }
 }
 
+/// How long purging a benchmark's Redis namespace may take (thousands of keys, a page of `SCAN`
+/// at a time).
+const PURGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Deletes the keys of a benchmark's Redis namespace and closes the store: what
+/// [`BenchDatabase::remove`] is to PostgreSQL. Every benchmark calls it last, whatever happened,
+/// so that runs leave no streams, leases or counters behind.
+pub async fn remove_redis(redis: RedisStore) {
+    match tokio::time::timeout(PURGE_TIMEOUT, redis.purge_namespace()).await {
+        Ok(Ok(keys)) => println!("  Redis namespace {} purged ({keys} keys)", redis.namespace()),
+        Ok(Err(e)) => eprintln!("warning: could not purge Redis namespace {}: {e:#}", redis.namespace()),
+        Err(_) => {
+            eprintln!("warning: purging Redis namespace {} timed out; delete its keys by hand", redis.namespace())
+        }
+    }
+    redis.quit().await;
+}
+
 async fn owner_connection(services: &Services, database: &str) -> Result<PgConnection> {
     let options = PgConnectOptions::from_str(&services.owner_url(database))
         .context("the PostgreSQL host or owner password do not form a valid URL")?

@@ -34,7 +34,7 @@ use sqlx::postgres::PgPoolOptions;
 
 use crate::limits::{Polled, bounded, poll_until};
 use crate::sample::Summary;
-use crate::services::{BenchDatabase, Services};
+use crate::services::{BenchDatabase, Services, remove_redis};
 use crate::target::Target;
 
 /// Checkpoints measured against one run before the next run starts: runs stay of a realistic
@@ -78,7 +78,7 @@ pub async fn run(services: &Services, config: StepsConfig) -> Result<Vec<Target>
     let outcome = bounded("the steps benchmark", LIMIT, measure(&database, redis.as_ref(), &config)).await;
     database.remove().await;
     if let Some(redis) = redis {
-        redis.quit().await;
+        remove_redis(redis).await;
     }
     outcome
 }

@@ -17,7 +17,7 @@ use flywheel_storage::redis::RedisStore;
 use flywheel_supervisor::{Runtime, RuntimeConfig};
 
 use crate::limits::{Polled, bounded, poll_until};
-use crate::services::{BenchDatabase, Services};
+use crate::services::{BenchDatabase, Services, remove_redis};
 use crate::target::Target;
 
 /// Pause before each memory reading, so that tasks finishing (a stopped actor's last timer tick)
@@ -45,7 +45,7 @@ pub async fn run(services: &Services, config: TenantsConfig) -> Result<Vec<Targe
     let limit = idle * 3 + Duration::from_secs(180);
     let outcome = bounded("the tenants benchmark", limit, measure(&database, &redis, &config, idle)).await;
     database.remove().await;
-    redis.quit().await;
+    remove_redis(redis).await;
     outcome
 }
 

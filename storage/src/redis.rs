@@ -50,6 +50,19 @@ impl TenantKey {
     }
 }
 
+/// `s` as a `SCAN` pattern that matches it literally: glob characters and the escape itself
+/// behind a backslash.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn escape_into(out: &mut String, part: &str) {
     for c in part.chars() {
         match c {
@@ -127,6 +140,29 @@ impl RedisStore {
     /// The pool, for this crate's Redis modules (`event_stream`) only.
     pub(crate) fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Deletes every key of this store's namespace (`<namespace>:*`), one page of `SCAN` at a
+    /// time, and returns how many there were. For a namespace of its own that nothing else uses
+    /// any more (a benchmark's, once its node stopped); never a deployment's while nodes run.
+    pub async fn purge_namespace(&self) -> Result<u64> {
+        use fred::types::CustomCommand;
+        let pattern = format!("{}:*", glob_escape(&self.namespace));
+        let client = self.pool.next();
+        let mut cursor = "0".to_owned();
+        let mut purged = 0;
+        loop {
+            let args = vec![cursor, "MATCH".to_owned(), pattern.clone(), "COUNT".to_owned(), "1000".to_owned()];
+            let (next, keys): (String, Vec<String>) =
+                client.custom(CustomCommand::new_static("SCAN", None, false), args).await?;
+            if !keys.is_empty() {
+                purged += client.unlink::<u64, _>(keys).await?;
+            }
+            if next == "0" {
+                return Ok(purged);
+            }
+            cursor = next;
+        }
     }
 
     pub async fn quit(&self) {

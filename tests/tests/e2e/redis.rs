@@ -30,6 +30,32 @@ async fn tenants_cannot_reach_each_others_keys() {
     assert!(ra.delete(&["run", "42", "state"]).await.expect("delete"));
 }
 
+/// `purge_namespace` deletes every key of its namespace, over many `SCAN` pages, and no key of
+/// another namespace: not one that starts with the same text, nor one that its name would match
+/// were its `*` read as a glob.
+#[tokio::test]
+async fn purging_a_namespace_deletes_its_keys_and_no_others() {
+    use flywheel_storage::redis::{RedisConfig, RedisStore};
+    let base = format!("test:{}", uuid::Uuid::new_v4().simple());
+    let connect = |namespace: String| async move {
+        RedisStore::connect(&RedisConfig::new(flywheel_tests::redis_url(), namespace)).await.expect("connect")
+    };
+    let (globbed, sibling) = (connect(format!("{base}*")).await, connect(format!("{base}x")).await);
+    let tenant = TenantId::new();
+    let ttl = Some(Duration::from_secs(300));
+    for i in 0..2_500 {
+        globbed.tenant(tenant).set(&["k", &i.to_string()], b"v", ttl).await.expect("set");
+    }
+    sibling.tenant(tenant).set(&["k", "0"], b"kept", ttl).await.expect("set");
+
+    assert_eq!(globbed.purge_namespace().await.expect("purge"), 2_500);
+    assert_eq!(globbed.tenant(tenant).get(&["k", "0"]).await.expect("get"), None);
+    assert_eq!(globbed.tenant(tenant).get(&["k", "2499"]).await.expect("get"), None);
+    assert_eq!(sibling.tenant(tenant).get(&["k", "0"]).await.expect("get"), Some(b"kept".to_vec()));
+    assert_eq!(globbed.purge_namespace().await.expect("purge"), 0, "an empty namespace purges nothing");
+    assert_eq!(sibling.purge_namespace().await.expect("purge"), 1);
+}
+
 /// `EventStream::take` reads entries in slices of plain `XREADGROUP`s: it stops at the event
 /// budget (passing it by less than one entry), reads past a slice's end, reports each entry's
 /// count and whether it carries one, re-reads the consumer's own pending entries in order, and
