@@ -941,7 +941,18 @@ async fn a_batchs_cost_stays_flat_as_its_tenant_stores_more_once_statistics_are_
             .fetch_all(&mut *look)
             .await
             .expect("read the partition's statistics");
+    // Sampled at the refresh's statistics target of 10 (migration 010), not the server's 100:
+    // a histogram of at most 11 bounds. 1,500 × 40 distinct times would fill 101.
+    let bounds: Option<i32> = sqlx::query_scalar(
+        "select cardinality(histogram_bounds::text::text[]) from pg_stats \
+          where tablename = $1 and attname = 'occurred_at'",
+    )
+    .bind(partition)
+    .fetch_one(&mut *look)
+    .await
+    .expect("read the histogram of occurred_at");
     look.rollback().await.expect("roll back");
+    assert!(bounds.is_some_and(|n| (2..=11).contains(&n)), "occurred_at's histogram has {bounds:?} bounds");
     assert!(
         ["tenant_id", "id", "occurred_at", "visitor_id"].iter().all(|c| columns.iter().any(|s| s == c)),
         "the probed keys have statistics: {columns:?}"
