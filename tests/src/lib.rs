@@ -184,7 +184,11 @@ async fn ensure_template() -> String {
 
 /// A Redis store under a namespace of its own.
 pub async fn test_redis() -> RedisStore {
-    let namespace = format!("test:{}", uuid::Uuid::new_v4().simple());
+    test_redis_in(format!("test:{}", uuid::Uuid::new_v4().simple())).await
+}
+
+/// A Redis store under the given namespace (a test that needs namespaces related by name).
+pub async fn test_redis_in(namespace: String) -> RedisStore {
     RedisStore::connect(&RedisConfig::new(redis_url(), namespace)).await.expect("connect to Redis")
 }
 

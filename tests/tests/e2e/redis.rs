@@ -35,12 +35,9 @@ async fn tenants_cannot_reach_each_others_keys() {
 /// were its `*` read as a glob.
 #[tokio::test]
 async fn purging_a_namespace_deletes_its_keys_and_no_others() {
-    use flywheel_storage::redis::{RedisConfig, RedisStore};
+    use flywheel_tests::test_redis_in;
     let base = format!("test:{}", uuid::Uuid::new_v4().simple());
-    let connect = |namespace: String| async move {
-        RedisStore::connect(&RedisConfig::new(flywheel_tests::redis_url(), namespace)).await.expect("connect")
-    };
-    let (globbed, sibling) = (connect(format!("{base}*")).await, connect(format!("{base}x")).await);
+    let (globbed, sibling) = (test_redis_in(format!("{base}*")).await, test_redis_in(format!("{base}x")).await);
     let tenant = TenantId::new();
     let ttl = Some(Duration::from_secs(300));
     for i in 0..2_500 {
