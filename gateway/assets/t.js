@@ -35,11 +35,12 @@
     let last = page();
     let referrer = document.referrer;
 
-    const uuid = () => {
-      if (crypto.randomUUID) return crypto.randomUUID();
+    // A UUID v7 of `t` ms: time-ordered ids keep the events' index growing at its end.
+    const uuid = (t = Date.now()) => {
       const b = crypto.getRandomValues(new Uint8Array(16));
-      b[6] = (b[6] & 15) | 64;
+      b[6] = (b[6] & 15) | 112;
       b[8] = (b[8] & 63) | 128;
+      for (let i = 6; i--; t = Math.floor(t / 256)) b[i] = t % 256;
       const h = Array.from(b, (x) => (x + 256).toString(16).slice(1)).join('');
       return h.replace(/^(.{8})(.{4})(.{4})(.{4})/, '$1-$2-$3-$4-');
     };
@@ -96,7 +97,8 @@
 
     // Queues an event; `now` sends at once (before a navigation).
     const record = (type, properties, isPageView, now) => {
-      const e = { id: uuid(), type, source: 'web', occurred_at: new Date().toISOString() };
+      const t = Date.now();
+      const e = { id: uuid(t), type, source: 'web', occurred_at: new Date(t).toISOString() };
       if (cookieless) {
         e.session_id = session = session || uuid();
       } else {

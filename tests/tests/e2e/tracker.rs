@@ -1,16 +1,19 @@
 //! The tracking script (t.js) in a real page in headless Chromium: a page on another origin embeds
 //! the snippet, a visitor views it, clicks a marked link and signs up, and the node stores the
-//! page view, the click and the form submit with one visitor and one session.
+//! page view, the click and the form submit with one visitor and one session, each under the
+//! time-ordered id the script gave it.
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::response::Html;
 use axum::routing::{get, post};
+use chrono::{DateTime, Utc};
 use flywheel_tests::webdriver::{ChromeDriver, Session};
 use flywheel_tests::{TestApp, TestTenant, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 /// Serves, on an origin of its own, a page embedding the snippet of `t`'s node; returns the origin.
 async fn serve_page(app: &TestApp, t: &TestTenant, cookieless: bool) -> String {
@@ -110,6 +113,14 @@ async fn snippet_in_a_real_page_records_page_view_click_and_form_submit() {
         });
     for event in [page_view, click, form_submit] {
         assert_eq!(event["source"], "web", "{event}");
+        // The script's ids are time-ordered (v7), of the very millisecond the event occurred at.
+        let id: Uuid = event["id"].as_str().and_then(|id| id.parse().ok()).expect("an event id");
+        let occurred_at: DateTime<Utc> =
+            event["occurred_at"].as_str().and_then(|t| t.parse().ok()).expect("an event time");
+        assert_eq!(id.get_version_num(), 7, "{event}");
+        let (secs, nanos) = id.get_timestamp().expect("a v7 id has a time").to_unix();
+        let id_ms = i64::try_from(secs).expect("seconds") * 1000 + i64::from(nanos / 1_000_000);
+        assert_eq!(id_ms, occurred_at.timestamp_millis(), "{event}");
         assert_eq!(event["visitor_id"], json!(visitor), "the visitor of the _fw_vid cookie: {event}");
         assert_eq!(event["session_id"], json!(session), "the session of the _fw_sid cookie: {event}");
     }
