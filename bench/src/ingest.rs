@@ -51,7 +51,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use axum::body::Bytes;
 use flywheel_contracts::Slug;
 use flywheel_contracts::events::MAX_BATCH_EVENTS;
 use flywheel_storage::event_stream::{EventStream, StreamConfig};
@@ -205,7 +204,7 @@ struct BenchTenant {
 /// What every part of the run shares: the tenants, the prepared requests, the load's shape.
 struct Plan {
     tenants: Vec<BenchTenant>,
-    bodies: Vec<Bytes>,
+    bodies: Vec<synthetic::Body>,
     rows: Vec<synthetic::Row>,
     events_per_request: usize,
     warmup: Duration,
@@ -282,7 +281,7 @@ async fn measure(
         duration: Duration::from_secs(config.secs.max(1)),
     };
     let meta_mean = plan.rows.iter().map(|r| r.meta.len()).sum::<usize>() / plan.rows.len().max(1);
-    let body_mean = plan.bodies.iter().map(Bytes::len).sum::<usize>() / plan.bodies.len().max(1);
+    let body_mean = plan.bodies.iter().map(synthetic::Body::len).sum::<usize>() / plan.bodies.len().max(1);
     println!("  events: meta averages {meta_mean} bytes; a request body averages {body_mean} bytes");
 
     let settings = NodeSettings {

@@ -1,4 +1,5 @@
-//! The load generator: `POST`s prepared `/v1/collect` bodies over a pool of keep-alive HTTP/1.1
+//! The load generator: `POST`s prepared `/v1/collect` bodies (each send with fresh event ids
+//! and times, [`Body::fresh`], done before the request counts as sent) over a pool of keep-alive HTTP/1.1
 //! connections, either closed loop (each of `concurrency` clients sends its next request when
 //! the last one is answered: the maximum rate) or open loop (requests start on a fixed schedule
 //! whatever the answers, at most `concurrency` in flight; a request's latency counts from when it
@@ -14,6 +15,7 @@ use anyhow::{Context, Result, anyhow};
 use axum::body::Bytes;
 use tokio::sync::Semaphore;
 
+use super::synthetic::{Body, Rng};
 use crate::sample::Summary;
 use crate::steal::CpuTime;
 
@@ -36,7 +38,7 @@ pub struct Load {
 #[derive(Debug, Clone)]
 pub struct Workload {
     pub urls: Arc<Vec<String>>,
-    pub bodies: Arc<Vec<Bytes>>,
+    pub bodies: Arc<Vec<Body>>,
     pub events_per_request: u64,
 }
 
@@ -171,6 +173,14 @@ pub fn client(concurrency: usize) -> Result<reqwest::Client> {
         .context("cannot build the HTTP client")
 }
 
+/// A seed for the event ids of one sender of this process: no two senders, nor two runs, draw
+/// the same (the ids' time alone would not part requests sent in the same millisecond).
+fn seed_of(sender: usize) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let low = u64::try_from(nanos & u128::from(u64::MAX)).unwrap_or_default();
+    low ^ (sender as u64).rotate_left(40) ^ u64::from(std::process::id()).rotate_left(20)
+}
+
 async fn send(client: &reqwest::Client, url: &str, body: Bytes) -> Result<u16, String> {
     let answer = client
         .post(url)
@@ -230,11 +240,13 @@ async fn closed(
     let mut senders = Vec::with_capacity(concurrency);
     for sender in 0..concurrency {
         let (client, workload, recorder) = (client.clone(), workload.clone(), recorder.clone());
+        let mut seeds = Rng::new(seed_of(sender));
         senders.push(tokio::spawn(async move {
             let mut k = sender;
             while Instant::now() < window.to {
                 let url = &workload.urls[k % workload.urls.len()];
-                let body = workload.bodies[(k / workload.urls.len() + sender) % workload.bodies.len()].clone();
+                let body =
+                    workload.bodies[(k / workload.urls.len() + sender) % workload.bodies.len()].fresh(seeds.next_u64());
                 k += concurrency;
                 let due = Instant::now();
                 let answer = send(&client, url, body).await;
@@ -273,6 +285,7 @@ async fn open(
     let (client, workload, recorder, pacer_slots) = (client.clone(), workload.clone(), recorder.clone(), slots.clone());
     let pacer = std::thread::Builder::new().name("load-pacer".into()).spawn(move || -> Result<()> {
         let first = Instant::now();
+        let mut seeds = Rng::new(seed_of(usize::MAX));
         let mut k: usize = 0;
         loop {
             let due = first + Duration::from_secs_f64(k as f64 / rate);
@@ -287,9 +300,11 @@ async fn open(
             // the late requests' latency (from their due time).
             let slot = runtime.block_on(pacer_slots.clone().acquire_owned()).context("the request slots closed")?;
             let url = workload.urls[k % workload.urls.len()].clone();
-            let body = workload.bodies[(k / workload.urls.len()) % workload.bodies.len()].clone();
+            let (bodies, body, seed) =
+                (workload.bodies.clone(), (k / workload.urls.len()) % workload.bodies.len(), seeds.next_u64());
             let (client, recorder) = (client.clone(), recorder.clone());
             runtime.spawn(async move {
+                let body = bodies[body].fresh(seed);
                 let sent = Instant::now();
                 let answer = send(&client, &url, body).await;
                 let done = Instant::now();

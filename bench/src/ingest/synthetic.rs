@@ -3,9 +3,11 @@
 //! clicks, affiliate arrivals, feedback), with browser contexts of realistic size. The same
 //! events feed the load generator (as `/v1/collect` bodies, one visitor per body, as the browser
 //! script batches them) and the raw COPY baseline (as `events` rows whose `meta` is what the edge
-//! would store).
+//! would store). Each event of a body carries an `id` and an `occurred_at`, as the script's do,
+//! written afresh every time the body is sent ([`Body::fresh`]).
 
 use axum::body::Bytes;
+use chrono::{SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
@@ -135,11 +137,13 @@ fn context(rng: &mut Rng, v: &Visit) -> Map<String, Value> {
     c
 }
 
-/// One event of the visit, as `/v1/collect` takes it (no `id`: the edge assigns one, so a body
-/// can be sent again and again as new events).
+/// One event of the visit, as `/v1/collect` takes it, its `id` and `occurred_at` slots for
+/// [`Body::fresh`] to fill.
 fn event(rng: &mut Rng, v: &Visit) -> Value {
     let roll = rng.below(100);
     let mut e = Map::new();
+    e.insert("id".into(), ID_SLOT.into());
+    e.insert("occurred_at".into(), TIME_SLOT.into());
     e.insert("visitor_id".into(), v.visitor.clone().into());
     e.insert("session_id".into(), v.session.clone().into());
     let (kind, source) = match roll {
@@ -204,16 +208,77 @@ fn event(rng: &mut Rng, v: &Visit) -> Value {
 }
 
 /// `count` request bodies of `events_per_request` events each, one visit per body.
-pub fn bodies(rng: &mut Rng, count: usize, events_per_request: usize) -> (Vec<Bytes>, Vec<Value>) {
+pub fn bodies(rng: &mut Rng, count: usize, events_per_request: usize) -> (Vec<Body>, Vec<Value>) {
     let mut bodies = Vec::with_capacity(count);
     let mut all = Vec::with_capacity(count * events_per_request);
     for _ in 0..count {
         let v = visit(rng);
         let events: Vec<Value> = (0..events_per_request).map(|_| event(rng, &v)).collect();
-        bodies.push(Bytes::from(json!({ "events": events }).to_string()));
+        bodies.push(Body::new(json!({ "events": events }).to_string()));
         all.extend(events);
     }
     (bodies, all)
+}
+
+/// Where an event's id goes: a UUID v7's text (36 bytes), never a real one (it is all ones).
+const ID_SLOT: &str = "ffffffff-ffff-7fff-bfff-ffffffffffff";
+/// Where an event's time goes: an RFC 3339 time to the millisecond in UTC (24 bytes), never a
+/// valid one (month 0), so a slot left unfilled is refused, not stored.
+const TIME_SLOT: &str = "0000-00-00T00:00:00.000Z";
+
+/// A `/v1/collect` body whose events get new ids and times each time it is sent, as the browser
+/// script gives them (a UUID v7 and the time, to the millisecond): sent again, a body is new
+/// events, not a retry the node would store once.
+#[derive(Debug, Clone)]
+pub struct Body {
+    text: Bytes,
+    /// Where each id slot and each time slot starts in `text`.
+    ids: Vec<usize>,
+    times: Vec<usize>,
+}
+
+impl Body {
+    fn new(text: String) -> Self {
+        let starts = |slot: &str| -> Vec<usize> {
+            let slot = format!("\"{slot}\"");
+            text.match_indices(&slot).map(|(at, _)| at + 1).collect()
+        };
+        let (ids, times) = (starts(ID_SLOT), starts(TIME_SLOT));
+        Self { text: Bytes::from(text), ids, times }
+    }
+
+    pub fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+
+    /// The body with every event's id and time filled in: ids of the current millisecond, their
+    /// random part drawn from `seed` (a different one for each send), and that millisecond as
+    /// every event's `occurred_at` (the script's batch of a moment).
+    pub fn fresh(&self, seed: u64) -> Bytes {
+        let mut out = self.text.to_vec();
+        let now = Utc::now();
+        let time = now.to_rfc3339_opts(SecondsFormat::Millis, true);
+        let millis = u64::try_from(now.timestamp_millis()).unwrap_or_default();
+        let mut rng = Rng::new(seed);
+        for &at in &self.ids {
+            let mut random = [0u8; 10];
+            random[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
+            random[8..].copy_from_slice(&rng.next_u64().to_le_bytes()[..2]);
+            let id = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
+            id.hyphenated().encode_lower(&mut out[at..at + ID_SLOT.len()]);
+        }
+        // Years 0 to 9999 in UTC: always the slot's length.
+        if time.len() == TIME_SLOT.len() {
+            for &at in &self.times {
+                out[at..at + TIME_SLOT.len()].copy_from_slice(time.as_bytes());
+            }
+        }
+        Bytes::from(out)
+    }
 }
 
 /// An `events` row as the ingestor would store it, minus what each copy makes fresh (tenant,
@@ -265,8 +330,9 @@ mod tests {
         let mut rng = Rng::new(7);
         let (bodies, events) = bodies(&mut rng, 50, 20);
         assert_eq!((bodies.len(), events.len()), (50, 1000));
-        for body in &bodies {
-            let batch = flywheel_contracts::events::parse_batch(body).expect("the edge accepts every body");
+        for (i, body) in bodies.iter().enumerate() {
+            let batch =
+                flywheel_contracts::events::parse_batch(&body.fresh(i as u64)).expect("the edge accepts every body");
             assert_eq!(batch.len(), 20);
         }
         let rows: Vec<Row> = events.iter().map(Row::from_event).collect();
@@ -276,5 +342,29 @@ mod tests {
         for kind in ["page_view", "click", "form_submit", "email_open", "email_click", "affiliate_click", "feedback"] {
             assert!(rows.iter().any(|r| r.event_type == kind), "no {kind}");
         }
+    }
+
+    #[test]
+    fn every_send_of_a_body_is_new_events_of_the_moment() {
+        let mut rng = Rng::new(11);
+        let (bodies, _) = bodies(&mut rng, 2, 20);
+        let before = Utc::now();
+        let sends = [bodies[0].fresh(1), bodies[0].fresh(2), bodies[1].fresh(3)];
+        let after = Utc::now();
+        let mut ids = std::collections::BTreeSet::new();
+        for send in &sends {
+            let text = std::str::from_utf8(send).expect("UTF-8");
+            assert!(!text.contains(ID_SLOT) && !text.contains(TIME_SLOT), "a slot left unfilled: {text}");
+            for event in flywheel_contracts::events::parse_batch(send).expect("the edge accepts every send") {
+                let (id, at) = (event.id.expect("an id"), event.occurred_at.expect("a time"));
+                assert_eq!(id.get_version_num(), 7);
+                let (secs, nanos) = id.get_timestamp().expect("a v7 id has a time").to_unix();
+                let id_millis = i64::try_from(secs).expect("seconds") * 1000 + i64::from(nanos / 1_000_000);
+                assert_eq!(id_millis, at.timestamp_millis(), "the id is of the event's millisecond");
+                assert!(before.timestamp_millis() <= id_millis && id_millis <= after.timestamp_millis());
+                assert!(ids.insert(id), "{id} twice");
+            }
+        }
+        assert_eq!(ids.len(), 60);
     }
 }
