@@ -220,7 +220,8 @@ pub fn bodies(rng: &mut Rng, count: usize, events_per_request: usize) -> (Vec<Bo
     (bodies, all)
 }
 
-/// Where an event's id goes: a UUID v7's text (36 bytes), never a real one (it is all ones).
+/// Where an event's id goes: a UUID v7's text (36 bytes), never one `fresh` writes (its time,
+/// 2^48 - 1 ms, is in the year 10889).
 const ID_SLOT: &str = "ffffffff-ffff-7fff-bfff-ffffffffffff";
 /// Where an event's time goes: an RFC 3339 time to the millisecond in UTC (24 bytes), never a
 /// valid one (month 0), so a slot left unfilled is refused, not stored.
