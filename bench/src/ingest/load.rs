@@ -1,9 +1,10 @@
 //! The load generator: `POST`s prepared `/v1/collect` bodies (each send with fresh event ids
-//! and times, [`Body::fresh`], done before the request counts as sent) over a pool of keep-alive HTTP/1.1
-//! connections, either closed loop (each of `concurrency` clients sends its next request when
-//! the last one is answered: the maximum rate) or open loop (requests start on a fixed schedule
-//! whatever the answers, at most `concurrency` in flight; a request's latency counts from when it
-//! was due, so a stalled server shows in the tail instead of slowing the schedule down).
+//! and times, [`Body::fresh`], done before the request counts as sent) over a pool of
+//! keep-alive HTTP/1.1 connections, either closed loop (each of `concurrency` clients sends its
+//! next request when the last one is answered: the maximum rate) or open loop (requests start on
+//! a fixed schedule whatever the answers, at most `concurrency` in flight; a request's latency
+//! counts from when it was due, so a stalled server shows in the tail instead of slowing the
+//! schedule down).
 //!
 //! A warm-up precedes the measured window; only requests due inside the window count.
 
