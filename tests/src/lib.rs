@@ -182,12 +182,54 @@ async fn ensure_template() -> String {
     template
 }
 
-/// A Redis store under a namespace of its own.
-pub async fn test_redis() -> RedisStore {
-    test_redis_in(format!("test:{}", uuid::Uuid::new_v4().simple())).await
+/// A Redis namespace of a test's own (`test:<uuid>`) whose keys are deleted when it is dropped,
+/// as a [`TestDb`]'s database is: streams with their payloads, leases, rate-limit buckets; without
+/// it each run of the suite left every test's keys in the machine's Redis. Declare it before
+/// whatever writes under it (a node process, a [`TestApp`]), so that it is dropped after them.
+pub struct TestNamespace(String);
+
+impl TestNamespace {
+    pub fn new() -> Self {
+        Self(format!("test:{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A store under this namespace.
+    pub async fn store(&self) -> RedisStore {
+        test_redis_in(self.0.clone()).await
+    }
 }
 
-/// A Redis store under the given namespace (a test that needs namespaces related by name).
+impl Default for TestNamespace {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let namespace = self.0.clone();
+        // As for `TestDb`: drop runs outside async, so a runtime on a thread of its own purges.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                if let Ok(store) = RedisStore::connect(&RedisConfig::new(redis_url(), namespace)).await {
+                    let _ = store.purge_namespace().await;
+                    store.quit().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A Redis store under the given namespace (a test that needs namespaces related by name). Its
+/// keys stay when the test ends unless the test deletes them.
 pub async fn test_redis_in(namespace: String) -> RedisStore {
     RedisStore::connect(&RedisConfig::new(redis_url(), namespace)).await.expect("connect to Redis")
 }
@@ -206,6 +248,9 @@ pub struct TestApp {
     pub ingest: flywheel_supervisor::Ingest,
     pub stream: flywheel_storage::event_stream::EventStream,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The namespace of `redis`: last, so that its keys are deleted after everything else of the
+    /// node was told to stop.
+    pub namespace: TestNamespace,
 }
 
 /// A tenant created for a test, with its owner key.
@@ -282,7 +327,8 @@ impl TestApp {
         runtime: flywheel_supervisor::RuntimeConfig,
         embedder: Option<flywheel_actors::embedding::Embeddings>,
     ) -> TestApp {
-        let redis = test_redis().await;
+        let namespace = TestNamespace::new();
+        let redis = namespace.store().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("local addr");
         let vector = flywheel_storage::vector::VectorMemory::from_config(&Default::default(), test_db.db.clone())
@@ -328,6 +374,7 @@ impl TestApp {
             ingest,
             stream,
             shutdown: Some(tx),
+            namespace,
         }
     }
 

@@ -13,7 +13,7 @@ use flywheel_cluster::placement::shard_of;
 use flywheel_contracts::TenantId;
 use flywheel_contracts::api::approval::ApprovalKind;
 use flywheel_storage::audit::Actor as AuditActor;
-use flywheel_tests::{TestDb, eventually, owner_url, redis_url};
+use flywheel_tests::{TestDb, TestNamespace, eventually, owner_url, redis_url};
 use serde_json::{Value, json};
 
 use crate::crash::{FakeLlm, Node, fake_llm, flywheel_binary, free_port, ready, run_input};
@@ -31,7 +31,7 @@ struct ClusterNode {
 
 struct Cluster {
     db: TestDb,
-    namespace: String,
+    namespace: TestNamespace,
     ttl: Duration,
     client: reqwest::Client,
     logs: tempdir::Dir,
@@ -68,7 +68,7 @@ impl Cluster {
         let (llm, fake) = fake_llm(Duration::from_millis(400)).await;
         Self {
             db: TestDb::new().await,
-            namespace: format!("test:{}", uuid::Uuid::new_v4().simple()),
+            namespace: TestNamespace::new(),
             ttl,
             client: reqwest::Client::builder().no_proxy().build().expect("client"),
             logs: tempdir::Dir::new(),
@@ -90,7 +90,7 @@ impl Cluster {
             .env("DATABASE_URL", self.db.app_url())
             .env("FLYWHEEL_OWNER_DATABASE_URL", owner_url(&self.db.name))
             .env("REDIS_URL", redis_url())
-            .env("FLYWHEEL_REDIS_NAMESPACE", &self.namespace)
+            .env("FLYWHEEL_REDIS_NAMESPACE", self.namespace.as_str())
             .env("FLYWHEEL_HTTP_ADDR", format!("127.0.0.1:{http}"))
             .env("FLYWHEEL_NODE_ID", id)
             .env("FLYWHEEL_CLUSTER_ADDR", format!("127.0.0.1:{cluster_port}"))

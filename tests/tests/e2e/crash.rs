@@ -14,7 +14,7 @@ use axum::routing::post;
 use flywheel_actors::model::{LanguageModel, OfflineModel, branding};
 use flywheel_contracts::TenantId;
 pub(crate) use flywheel_tests::free_port;
-use flywheel_tests::{TestDb, eventually, owner_url, redis_url};
+use flywheel_tests::{TestDb, TestNamespace, eventually, owner_url, redis_url};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, watch};
 
@@ -188,14 +188,14 @@ async fn a_killed_node_resumes_its_runs_from_the_last_checkpoint_in_a_new_proces
     let (llm, fake) = fake_llm(Duration::ZERO).await;
     fake.hold_positioning();
 
-    let namespace = format!("test:{}", uuid::Uuid::new_v4().simple());
+    let namespace = TestNamespace::new();
     let client = reqwest::Client::builder().no_proxy().build().expect("client");
     let key = tenant.api_key.clone();
 
     // Node 1: the run commits `research`, then hangs in `synthesize`; SIGKILL.
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut first = start_node(&db, port, &llm, &namespace);
+    let mut first = start_node(&db, port, &llm, namespace.as_str());
     ready(&client, &base).await;
     let input = run_input();
     let run: Value = client
@@ -223,7 +223,7 @@ async fn a_killed_node_resumes_its_runs_from_the_last_checkpoint_in_a_new_proces
     fake.release_positioning();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let _second = start_node(&db, port, &llm, &namespace);
+    let _second = start_node(&db, port, &llm, namespace.as_str());
     ready(&client, &base).await;
     let approval = eventually("the resumed run to reach its approval", Duration::from_secs(60), || async {
         let page: Value = client

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use flywheel_contracts::Slug;
-use flywheel_tests::{TestDb, eventually, owner_url, redis_url};
+use flywheel_tests::{TestDb, TestNamespace, eventually, owner_url, redis_url};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 use uuid::Uuid;
@@ -76,7 +76,7 @@ async fn sender(
 async fn a_node_killed_mid_batch_loses_and_doubles_no_acknowledged_event() {
     let db = TestDb::new().await;
     let tenant = db.db.create_tenant("Killed Co", &Slug::parse("killed").expect("slug"), "test").await.expect("tenant");
-    let namespace = format!("test:{}", Uuid::new_v4().simple());
+    let namespace = TestNamespace::new();
     let consumer = format!("kill-{}", Uuid::new_v4().simple());
     let env = [
         ("FLYWHEEL_INGESTORS", "1"),
@@ -87,7 +87,7 @@ async fn a_node_killed_mid_batch_loses_and_doubles_no_acknowledged_event() {
     let client = reqwest::Client::builder().no_proxy().build().expect("client");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut first = start_node(&db, port, &namespace, &env);
+    let mut first = start_node(&db, port, namespace.as_str(), &env);
     ready(&client, &base).await;
     // The ingestors run on threads of their own at a lower priority than the edge's workers.
     let niceness = thread_niceness(first.0.id());
@@ -120,7 +120,7 @@ async fn a_node_killed_mid_batch_loses_and_doubles_no_acknowledged_event() {
     // Entries the dead node had taken and not acknowledged are pending under its consumer name.
     let redis = flywheel_storage::redis::RedisStore::connect(&flywheel_storage::redis::RedisConfig::new(
         redis_url(),
-        namespace.clone(),
+        namespace.as_str().to_owned(),
     ))
     .await
     .expect("redis");
@@ -140,7 +140,7 @@ async fn a_node_killed_mid_batch_loses_and_doubles_no_acknowledged_event() {
         ("FLYWHEEL_INGEST_CLAIM_IDLE_SECS", "1"),
         ("FLYWHEEL_INGEST_CONSUMER", other.as_str()),
     ];
-    let _second = start_node(&db, port, &namespace, &env);
+    let _second = start_node(&db, port, namespace.as_str(), &env);
     ready(&client, &base).await;
     let total = i64::try_from(acked.len()).expect("count");
     eventually("every acknowledged event stored", Duration::from_secs(90), || async {
@@ -242,13 +242,13 @@ fn rss_kib(pid: u32) -> u64 {
 async fn a_burst_beyond_the_backlog_bound_gets_503s_with_flat_memory_and_loses_nothing_accepted() {
     let db = TestDb::new().await;
     let tenant = db.db.create_tenant("Burst Co", &Slug::parse("burst").expect("slug"), "test").await.expect("tenant");
-    let namespace = format!("test:{}", Uuid::new_v4().simple());
+    let namespace = TestNamespace::new();
     // An edge-only node (no ingestors): nothing drains the stream during the burst.
     let env = [("FLYWHEEL_INGESTORS", "0"), ("FLYWHEEL_INGEST_SHARDS", "1"), ("FLYWHEEL_INGEST_MAX_BACKLOG", "3000")];
     let client = reqwest::Client::builder().no_proxy().build().expect("client");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let node = start_node(&db, port, &namespace, &env);
+    let node = start_node(&db, port, namespace.as_str(), &env);
     ready(&client, &base).await;
     let pid = node.0.id();
     // Warm the path, then take the baseline.
@@ -288,7 +288,7 @@ async fn a_burst_beyond_the_backlog_bound_gets_503s_with_flat_memory_and_loses_n
     // Ingestors elsewhere (here: in this process) store everything that got a 202.
     let redis = flywheel_storage::redis::RedisStore::connect(&flywheel_storage::redis::RedisConfig::new(
         redis_url(),
-        namespace,
+        namespace.as_str().to_owned(),
     ))
     .await
     .expect("redis");

@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 use flywheel_contracts::TenantId;
-use flywheel_tests::test_redis;
+use flywheel_tests::TestNamespace;
 
 #[tokio::test]
 async fn tenants_cannot_reach_each_others_keys() {
-    let redis = test_redis().await;
+    let namespace = TestNamespace::new();
+    let redis = namespace.store().await;
     let (a, b) = (TenantId::new(), TenantId::new());
     let ra = redis.tenant(a);
     let rb = redis.tenant(b);
@@ -61,7 +62,8 @@ async fn purging_a_namespace_deletes_its_keys_and_no_others() {
 async fn stream_take_reads_in_slices_within_the_budget() {
     use flywheel_storage::event_stream::{Admission, EventStream, Limits, StreamConfig};
 
-    let redis = test_redis().await;
+    let namespace = TestNamespace::new();
+    let redis = namespace.store().await;
     let stream = EventStream::new(redis, StreamConfig { shards: 1, max_backlog_per_shard: 1_000_000 });
     let limits = Limits { tenant_events_per_second: 1_000_000, ip_requests_per_second: None, bucket: "server" };
     let tenant = TenantId::new();
@@ -124,7 +126,8 @@ async fn stream_take_reads_in_slices_within_the_budget() {
 async fn waited_is_the_oldest_entrys_time_in_the_stream() {
     use flywheel_storage::event_stream::{EventStream, StreamConfig};
 
-    let redis = test_redis().await;
+    let namespace = TestNamespace::new();
+    let redis = namespace.store().await;
     let stream = EventStream::new(redis, StreamConfig { shards: 1, max_backlog_per_shard: 1_000_000 });
     let tenant = TenantId::new();
     assert_eq!(stream.waited(&[]).await.expect("waited"), Duration::ZERO);
@@ -151,7 +154,8 @@ async fn a_refused_admission_leaves_no_entry_behind() {
     use flywheel_storage::event_stream::{Admission, EventStream, Limits, StreamConfig};
     use fred::prelude::{ClientLike, KeysInterface};
 
-    let redis = test_redis().await;
+    let namespace = TestNamespace::new();
+    let redis = namespace.store().await;
     let stream = EventStream::new(redis.clone(), StreamConfig { shards: 1, max_backlog_per_shard: 50 });
     let open = Limits { tenant_events_per_second: 1_000_000, ip_requests_per_second: None, bucket: "server" };
     let tenant = TenantId::new();
@@ -197,7 +201,8 @@ async fn a_refused_admission_leaves_no_entry_behind() {
     // Over the tenant's rate: refused, nothing left behind, the retry-after says when.
     let slow = Limits { tenant_events_per_second: 10, ip_requests_per_second: Some(1_000), bucket: "events" };
     let other = TenantId::new();
-    let lone = EventStream::new(test_redis().await, StreamConfig { shards: 1, max_backlog_per_shard: 1_000 });
+    let lone_namespace = TestNamespace::new();
+    let lone = EventStream::new(lone_namespace.store().await, StreamConfig { shards: 1, max_backlog_per_shard: 1_000 });
     assert_eq!(lone.admit(other, Some("10.0.0.1"), slow, vec![4; 64], 10).await.expect("admit"), Admission::Accepted);
     match lone.admit(other, Some("10.0.0.1"), slow, vec![5; 64], 10).await.expect("admit") {
         Admission::RateLimited { retry_after } => assert!(retry_after <= Duration::from_secs(1), "{retry_after:?}"),
@@ -265,7 +270,8 @@ async fn admission_survives_redis_losing_its_scripts() {
 async fn concurrent_admissions_leave_exactly_the_admitted_entries() {
     use flywheel_storage::event_stream::{Admission, EventStream, Limits, StreamConfig};
 
-    let stream = EventStream::new(test_redis().await, StreamConfig { shards: 2, max_backlog_per_shard: 100 });
+    let namespace = TestNamespace::new();
+    let stream = EventStream::new(namespace.store().await, StreamConfig { shards: 2, max_backlog_per_shard: 100 });
     let open = Limits { tenant_events_per_second: 1_000_000, ip_requests_per_second: None, bucket: "server" };
     let slow = Limits { tenant_events_per_second: 20, ip_requests_per_second: None, bucket: "server" };
     // Two tenants on different shards, the second under a rate of 20 events/s (a request's

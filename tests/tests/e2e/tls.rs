@@ -19,7 +19,7 @@ use flywheel_cluster::placement::shard_of;
 use flywheel_contracts::TenantId;
 use flywheel_contracts::api::approval::ApprovalKind;
 use flywheel_storage::audit::Actor as AuditActor;
-use flywheel_tests::{TestDb, eventually, owner_url, redis_url};
+use flywheel_tests::{TestDb, TestNamespace, eventually, owner_url, redis_url};
 use serde_json::{Value, json};
 
 use crate::crash::{Node, flywheel_binary, free_port, ready, run_input, slow_llm};
@@ -228,7 +228,7 @@ fn stderr(out: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_with_transport_tls_form_a_cluster_and_a_node_of_another_ca_cannot_join() {
     let db = TestDb::new().await;
-    let namespace = format!("test:{}", uuid::Uuid::new_v4().simple());
+    let namespace = TestNamespace::new();
     let llm = slow_llm(Duration::from_millis(50)).await;
     let pki = Scratch::new();
     let ca = pki.ca("cluster-ca");
@@ -236,8 +236,10 @@ async fn nodes_with_transport_tls_form_a_cluster_and_a_node_of_another_ca_cannot
     let (n2_cert, n2_key) = pki.leaf("cluster-ca", "n2");
     let rogue_ca = pki.ca("rogue-ca");
     let (n3_cert, n3_key) = pki.leaf("rogue-ca", "n3");
-    let n1 = start(&db, &namespace, &llm, &pki, "n1", &[], &transport_tls(&n1_cert, &n1_key, &ca)).await;
-    let n2 = start(&db, &namespace, &llm, &pki, "n2", &[n1.cluster_port], &transport_tls(&n2_cert, &n2_key, &ca)).await;
+    let n1 = start(&db, namespace.as_str(), &llm, &pki, "n1", &[], &transport_tls(&n1_cert, &n1_key, &ca)).await;
+    let n2 =
+        start(&db, namespace.as_str(), &llm, &pki, "n2", &[n1.cluster_port], &transport_tls(&n2_cert, &n2_key, &ca))
+            .await;
     let placed = settled(&db, &["n1", "n2"]).await;
 
     // A run of a tenant n2 owns, submitted to n1, completes; n1 fetches its live tree from n2
@@ -278,7 +280,7 @@ async fn nodes_with_transport_tls_form_a_cluster_and_a_node_of_another_ca_cannot
     // n3's certificate chains to another CA: it takes its leases (PostgreSQL decides those),
     // but neither side accepts the other's certificate, so n1 cannot reach n3's tenants.
     let n3_tls = transport_tls(&n3_cert, &n3_key, &rogue_ca);
-    let n3 = start(&db, &namespace, &llm, &pki, "n3", &[n1.cluster_port], &n3_tls).await;
+    let n3 = start(&db, namespace.as_str(), &llm, &pki, "n3", &[n1.cluster_port], &n3_tls).await;
     let placed = settled(&db, &["n1", "n2", "n3"]).await;
     assert!(placed.values().any(|o| o == "n3"), "n3 holds shards");
     let (on_n3, _) = tenant_on(&db, &placed, "n3").await;
@@ -299,7 +301,7 @@ async fn nodes_with_transport_tls_form_a_cluster_and_a_node_of_another_ca_cannot
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_plane_over_mutual_tls_wants_a_client_certificate_and_the_token() {
     let db = TestDb::new().await;
-    let namespace = format!("test:{}", uuid::Uuid::new_v4().simple());
+    let namespace = TestNamespace::new();
     let llm = slow_llm(Duration::from_millis(50)).await;
     let pki = Scratch::new();
     let ca = pki.ca("admin-ca");
@@ -309,7 +311,7 @@ async fn the_admin_plane_over_mutual_tls_wants_a_client_certificate_and_the_toke
     let (rogue_cert, rogue_key) = pki.leaf("rogue-ca", "intruder");
     let node = start(
         &db,
-        &namespace,
+        namespace.as_str(),
         &llm,
         &pki,
         "a1",

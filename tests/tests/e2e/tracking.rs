@@ -995,3 +995,43 @@ async fn the_ingestors_keep_the_statistics_of_the_tables_they_write_fresh() {
     })
     .await;
 }
+
+/// A test node's Redis namespace is emptied when the node is dropped, as its database is: a run
+/// of the suite leaves nothing behind in the machine's Redis (the streams alone held every
+/// test's events).
+#[tokio::test]
+async fn a_test_nodes_redis_keys_are_deleted_when_it_is_dropped() {
+    use fred::prelude::{ClientLike, KeysInterface};
+
+    let app = TestApp::spawn().await;
+    let t = app.tenant("keys-deleted").await;
+    let (status, _, body) =
+        collect(&app, &t.write_key, &json!({"events": [page_view(Uuid::now_v7(), "v.1")]}), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    wait_for_events(&app, &t, "type=page_view", 1).await;
+    let pattern = format!("{}:*", app.namespace.as_str());
+
+    let pool = fred::prelude::Builder::from_config(
+        fred::prelude::Config::from_url(&flywheel_tests::redis_url()).expect("the Redis URL"),
+    )
+    .build()
+    .expect("a Redis client");
+    pool.init().await.expect("connect to Redis");
+    let keys = || async {
+        let (mut cursor, mut keys) = ("0".to_owned(), Vec::<String>::new());
+        loop {
+            let (next, page): (String, Vec<String>) =
+                pool.scan_page(cursor, pattern.as_str(), Some(1_000), None).await.expect("scan");
+            keys.extend(page);
+            if next == "0" {
+                return keys;
+            }
+            cursor = next;
+        }
+    };
+    let before = keys().await;
+    assert!(before.iter().any(|k| k.contains(":ingest:")), "the node wrote its stream: {before:?}");
+
+    drop(app);
+    assert_eq!(keys().await, Vec::<String>::new(), "keys left behind by a dropped test node");
+}
