@@ -121,25 +121,29 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
-        // Drop runs outside async; a short-lived runtime on its own thread does the cleanup.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            // `with (force)` ends this test's pooled sessions; the pool itself lives on the
-            // test's runtime, which this thread must not wait for.
-            rt.block_on(async move {
-                if let Ok(options) = PgConnectOptions::from_str(&owner_url("postgres"))
-                    && let Ok(mut admin) = options.connect().await
-                {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
-                        .execute(&mut admin)
-                        .await;
-                }
-            });
-        })
-        .join();
+        // `with (force)` ends this test's pooled sessions; the pool itself lives on the test's
+        // runtime, which the cleanup must not wait for.
+        clean_up(async move {
+            if let Ok(options) = PgConnectOptions::from_str(&owner_url("postgres"))
+                && let Ok(mut admin) = options.connect().await
+            {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
+                    .execute(&mut admin)
+                    .await;
+            }
+        });
     }
+}
+
+/// Runs a `Drop`'s cleanup to its end: drop runs outside async, so a short-lived runtime on a
+/// thread of its own does the work.
+fn clean_up(work: impl Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            rt.block_on(work);
+        }
+    })
+    .join();
 }
 
 async fn owner_conn(db: &str) -> PgConnection {
@@ -212,19 +216,12 @@ impl Default for TestNamespace {
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         let namespace = self.0.clone();
-        // As for `TestDb`: drop runs outside async, so a runtime on a thread of its own purges.
-        let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return;
-            };
-            rt.block_on(async move {
-                if let Ok(store) = RedisStore::connect(&RedisConfig::new(redis_url(), namespace)).await {
-                    let _ = store.purge_namespace().await;
-                    store.quit().await;
-                }
-            });
-        })
-        .join();
+        clean_up(async move {
+            if let Ok(store) = RedisStore::connect(&RedisConfig::new(redis_url(), namespace)).await {
+                let _ = store.purge_namespace().await;
+                store.quit().await;
+            }
+        });
     }
 }
 
