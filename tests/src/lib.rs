@@ -123,25 +123,52 @@ impl Drop for TestDb {
         let name = self.name.clone();
         // `with (force)` ends this test's pooled sessions; the pool itself lives on the test's
         // runtime, which the cleanup must not wait for.
-        clean_up(async move {
-            if let Ok(options) = PgConnectOptions::from_str(&owner_url("postgres"))
-                && let Ok(mut admin) = options.connect().await
-            {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
+        clean_up(format!("drop the test database {name}"), move || {
+            let name = name.clone();
+            async move {
+                let mut admin = PgConnectOptions::from_str(&owner_url("postgres"))
+                    .map_err(|e| e.to_string())?
+                    .connect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
                     .execute(&mut admin)
-                    .await;
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let _ = admin.close().await;
+                Ok(())
             }
         });
     }
 }
 
 /// Runs a `Drop`'s cleanup to its end: drop runs outside async, so a short-lived runtime on a
-/// thread of its own does the work.
-fn clean_up(work: impl Future<Output = ()> + Send + 'static) {
+/// thread of its own does the work. A failed attempt (a busy server refusing connections while
+/// the suite runs) is tried again; one that never succeeds is said on stderr, which the test
+/// harness shows with the test's output.
+fn clean_up<F, Fut>(what: String, work: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), String>>,
+{
     let _ = std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            rt.block_on(work);
-        }
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            eprintln!("could not {what}: no runtime for the cleanup");
+            return;
+        };
+        rt.block_on(async {
+            let mut last = String::new();
+            for attempt in 0..4u32 {
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                match work().await {
+                    Ok(()) => return,
+                    Err(e) => last = e,
+                }
+            }
+            eprintln!("could not {what}: {last}");
+        });
     })
     .join();
 }
@@ -216,10 +243,14 @@ impl Default for TestNamespace {
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         let namespace = self.0.clone();
-        clean_up(async move {
-            if let Ok(store) = RedisStore::connect(&RedisConfig::new(redis_url(), namespace)).await {
-                let _ = store.purge_namespace().await;
+        clean_up(format!("delete the keys of {namespace}"), move || {
+            let namespace = namespace.clone();
+            async move {
+                let store =
+                    RedisStore::connect(&RedisConfig::new(redis_url(), namespace)).await.map_err(|e| e.to_string())?;
+                let purged = store.purge_namespace().await.map_err(|e| e.to_string());
                 store.quit().await;
+                purged.map(drop)
             }
         });
     }
@@ -486,7 +517,16 @@ where
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.runtime.stop();
-        self.ingest.stop();
+        // On a multi-threaded runtime the ingestors run on while the namespace is purged: one
+        // that read its stream after the purge would make the stream and its group again, and
+        // leave them. So wait until they ended. (On a test's single thread nothing runs during
+        // the purge, and the runtime ends with the test.)
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| handle.block_on(self.ingest.stop_and_wait(Duration::from_secs(10))));
+            }
+            _ => self.ingest.stop(),
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
