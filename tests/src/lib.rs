@@ -121,11 +121,15 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
-        // `with (force)` ends this test's pooled sessions; the pool itself lives on the test's
-        // runtime, which the cleanup must not wait for.
+        // The test's pooled sessions (as `flywheel_app`) are still open: the pool lives on the
+        // test's runtime, which the cleanup must not wait for. `with (force)` cannot end them as
+        // the owner (only a member of their role or of `pg_signal_backend` may), and a drop that
+        // failed on that left nearly every test's database behind. So `flywheel_app` ends its own
+        // sessions first, then the owner drops the database, ending its own.
         clean_up(format!("drop the test database {name}"), move || {
             let name = name.clone();
             async move {
+                end_app_sessions(&name).await?;
                 let mut admin = PgConnectOptions::from_str(&owner_url("postgres"))
                     .map_err(|e| e.to_string())?
                     .connect()
@@ -140,6 +144,26 @@ impl Drop for TestDb {
             }
         });
     }
+}
+
+/// Ends every `flywheel_app` session in database `name` but the one that asks (a role may end
+/// its own sessions). A database that is gone has none.
+async fn end_app_sessions(name: &str) -> Result<(), String> {
+    let options = PgConnectOptions::from_str(&app_url(name)).map_err(|e| e.to_string())?;
+    let mut app = match options.connect().await {
+        Ok(conn) => conn,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => return Ok(()),
+        Err(e) => return Err(e.to_string()),
+    };
+    sqlx::query(
+        "select pg_terminate_backend(pid) from pg_stat_activity
+          where datname = current_database() and usename = current_user and pid <> pg_backend_pid()",
+    )
+    .execute(&mut app)
+    .await
+    .map_err(|e| e.to_string())?;
+    let _ = app.close().await;
+    Ok(())
 }
 
 /// Runs a `Drop`'s cleanup to its end: drop runs outside async, so a short-lived runtime on a

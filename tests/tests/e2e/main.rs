@@ -12,6 +12,7 @@ mod branding;
 mod cli;
 mod cluster;
 mod crash;
+mod harness;
 mod ingest_crash;
 mod models;
 mod openapi;
