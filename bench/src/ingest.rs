@@ -84,6 +84,7 @@ const EDGE_ONLY_MAX_BACKLOG: u64 = 5_000_000;
 /// between the rounds of one run (767,716 to 1,081,212 events/s), so six rounds rather than
 /// three: twice the samples for the means the ratio is made of.
 const ROUNDS: u32 = 6;
+/// Each round lasts the phase's duration divided by this (see [`ROUNDS`]).
 const ROUND_OF_PHASE: u32 = 3;
 /// Open-loop probes of the search for the full node's highest sustained rate (the first at the
 /// ceiling, then bisecting: the answer is within 1/32 of the ceiling below the true one), and each

@@ -130,15 +130,10 @@ impl Drop for TestDb {
             let name = name.clone();
             async move {
                 end_app_sessions(&name).await?;
-                let mut admin = PgConnectOptions::from_str(&owner_url("postgres"))
-                    .map_err(|e| e.to_string())?
-                    .connect()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let mut admin = PgConnectOptions::from_str(&owner_url("postgres"))?.connect().await?;
                 sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
                     .execute(&mut admin)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                    .await?;
                 let _ = admin.close().await;
                 Ok(())
             }
@@ -148,32 +143,30 @@ impl Drop for TestDb {
 
 /// Ends every `flywheel_app` session in database `name` but the one that asks (a role may end
 /// its own sessions). A database that is gone has none.
-async fn end_app_sessions(name: &str) -> Result<(), String> {
-    let options = PgConnectOptions::from_str(&app_url(name)).map_err(|e| e.to_string())?;
-    let mut app = match options.connect().await {
+async fn end_app_sessions(name: &str) -> Result<(), sqlx::Error> {
+    let mut app = match PgConnectOptions::from_str(&app_url(name))?.connect().await {
         Ok(conn) => conn,
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => return Ok(()),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e),
     };
     sqlx::query(
         "select pg_terminate_backend(pid) from pg_stat_activity
           where datname = current_database() and usename = current_user and pid <> pg_backend_pid()",
     )
     .execute(&mut app)
-    .await
-    .map_err(|e| e.to_string())?;
+    .await?;
     let _ = app.close().await;
     Ok(())
 }
 
 /// Runs a `Drop`'s cleanup to its end: drop runs outside async, so a short-lived runtime on a
 /// thread of its own does the work. A failed attempt (a busy server refusing connections while
-/// the suite runs) is tried again; one that never succeeds is said on stderr, which the test
-/// harness shows with the test's output.
+/// the suite runs) is tried again; one that never succeeds is said on stderr, which the harness
+/// shows with a failing test's output (and every test's under `--nocapture`).
 fn clean_up<F, Fut>(what: String, work: F)
 where
     F: Fn() -> Fut + Send + 'static,
-    Fut: Future<Output = Result<(), String>>,
+    Fut: Future<Output = Result<(), Box<dyn std::error::Error>>>,
 {
     let _ = std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
@@ -181,17 +174,19 @@ where
             return;
         };
         rt.block_on(async {
-            let mut last = String::new();
+            let mut last = None;
             for attempt in 0..4u32 {
                 if attempt > 0 {
                     tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
                 }
                 match work().await {
                     Ok(()) => return,
-                    Err(e) => last = e,
+                    Err(e) => last = Some(e),
                 }
             }
-            eprintln!("could not {what}: {last}");
+            if let Some(e) = last {
+                eprintln!("could not {what}: {e}");
+            }
         });
     })
     .join();
@@ -270,11 +265,11 @@ impl Drop for TestNamespace {
         clean_up(format!("delete the keys of {namespace}"), move || {
             let namespace = namespace.clone();
             async move {
-                let store =
-                    RedisStore::connect(&RedisConfig::new(redis_url(), namespace)).await.map_err(|e| e.to_string())?;
-                let purged = store.purge_namespace().await.map_err(|e| e.to_string());
+                let store = RedisStore::connect(&RedisConfig::new(redis_url(), namespace)).await?;
+                let purged = store.purge_namespace().await;
                 store.quit().await;
-                purged.map(drop)
+                purged?;
+                Ok(())
             }
         });
     }

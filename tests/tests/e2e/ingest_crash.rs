@@ -118,12 +118,7 @@ async fn a_node_killed_mid_batch_loses_and_doubles_no_acknowledged_event() {
     eprintln!("acknowledged {} events; {before} stored when the node was killed", acked.len());
 
     // Entries the dead node had taken and not acknowledged are pending under its consumer name.
-    let redis = flywheel_storage::redis::RedisStore::connect(&flywheel_storage::redis::RedisConfig::new(
-        redis_url(),
-        namespace.as_str().to_owned(),
-    ))
-    .await
-    .expect("redis");
+    let redis = namespace.store().await;
     let stream = flywheel_storage::event_stream::EventStream::new(redis, Default::default());
     let backlog = stream.backlog().await.expect("backlog");
     eprintln!("backlog at the kill: {backlog} entries not yet stored and acknowledged");
@@ -286,12 +281,7 @@ async fn a_burst_beyond_the_backlog_bound_gets_503s_with_flat_memory_and_loses_n
     assert!(second < peak + 16 * 1024, "a second burst grew node memory again: {peak} KiB to {second} KiB");
 
     // Ingestors elsewhere (here: in this process) store everything that got a 202.
-    let redis = flywheel_storage::redis::RedisStore::connect(&flywheel_storage::redis::RedisConfig::new(
-        redis_url(),
-        namespace.as_str().to_owned(),
-    ))
-    .await
-    .expect("redis");
+    let redis = namespace.store().await;
     let stream = flywheel_storage::event_stream::EventStream::new(
         redis,
         flywheel_storage::event_stream::StreamConfig { shards: 1, max_backlog_per_shard: 3000 },
