@@ -828,6 +828,17 @@ fn print_phase(label: &str, phase: &Phase) {
             (phase.outcome.window_start + tail.busiest.0).format("%H:%M:%S%.3fZ")
         );
     }
+    if let Some(stages) = &phase.outcome.stages
+        && phase.outcome.service.zip(phase.outcome.latency).is_some_and(|(s, l)| (l.p99 - s.p99).abs() > 1e3)
+    {
+        println!(
+            "        the slowest 1 % took on average {} from due to their release (the load generator's timer \
+             and the wait for a free connection), {} from there to the send, {} from the send to the answer",
+            Nanos(stages.to_released.as_secs_f64() * 1e9),
+            Nanos(stages.to_sent.as_secs_f64() * 1e9),
+            Nanos(stages.to_answered.as_secs_f64() * 1e9)
+        );
+    }
     let drain =
         phase.drain_per_second().map(|r| format!("; the backlog alone drained at {r:.0} events/s")).unwrap_or_default();
     println!(

@@ -1,5 +1,6 @@
 //! The load generator: `POST`s prepared `/v1/collect` bodies (each send with fresh event ids
-//! and times, [`Body::fresh`], done before the request counts as sent) over a pool of
+//! and times, [`Body::fresh`], done before the request counts as sent, and in the open loop
+//! before it is due) over a pool of
 //! keep-alive HTTP/1.1 connections, either closed loop (each of `concurrency` clients sends its
 //! next request when the last one is answered: the maximum rate) or open loop (requests start on
 //! a fixed schedule whatever the answers, at most `concurrency` in flight; a request's latency
@@ -62,6 +63,8 @@ pub struct Outcome {
     pub service: Option<Summary>,
     /// Where in the window the slowest 1 % of those requests were due (see [`Tail`]).
     pub tail: Option<Tail>,
+    /// Where the slowest 1 % of those requests spent their time (see [`Stages`]).
+    pub stages: Option<Stages>,
     pub window: Duration,
     /// The window's start by the wall clock, to set a stall against the node's log.
     pub window_start: chrono::DateTime<chrono::Utc>,
@@ -107,6 +110,36 @@ impl Tail {
     }
 }
 
+/// The mean time the slowest 1 % of a window's requests (by latency from due) spent in each stage:
+/// due until the load generator released it (its timer's lateness, and the wait for one of the
+/// `concurrency` requests in flight to be answered), until its send began (the load generator
+/// getting to it), and from that send until the answer was read. Open loop only (closed
+/// loop sends when due).
+#[derive(Debug, Clone, Copy)]
+pub struct Stages {
+    pub to_released: Duration,
+    pub to_sent: Duration,
+    pub to_answered: Duration,
+}
+
+impl Stages {
+    /// From (latency from due, [due to released, released to sent, sent to answered]) of each request,
+    /// all in ns; `None` when empty.
+    fn of(requests: &[(f64, [f64; 3])]) -> Option<Self> {
+        let mut by_latency: Vec<&(f64, [f64; 3])> = requests.iter().collect();
+        by_latency.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let n = requests.len().div_ceil(100);
+        if n == 0 {
+            return None;
+        }
+        let mean = |stage: usize| {
+            let sum: f64 = by_latency.iter().take(n).map(|(_, parts)| parts[stage]).sum();
+            Duration::from_secs_f64((sum / n as f64 / 1e9).max(0.0))
+        };
+        Some(Self { to_released: mean(0), to_sent: mean(1), to_answered: mean(2) })
+    }
+}
+
 impl Outcome {
     pub fn requests_per_second(&self) -> f64 {
         self.requests as f64 / self.window.as_secs_f64().max(1e-9)
@@ -128,6 +161,8 @@ impl Outcome {
 struct Recorder {
     /// Due time after the window's start, and latency from due, of each request in the window.
     timeline: Vec<(Duration, f64)>,
+    /// Latency from due and the time in each stage ([`Stages`]) of the same requests, in ns.
+    stages: Vec<(f64, [f64; 3])>,
     services: Vec<f64>,
     requests: u64,
     events: u64,
@@ -138,13 +173,25 @@ struct Recorder {
 /// The measured window and what one request carries, shared by every sender.
 #[derive(Debug, Clone, Copy)]
 struct Window {
+    /// The run's start: the open loop's schedule starts here (its warm-up's first request).
+    start: Instant,
     from: Instant,
     to: Instant,
     events_per_request: u64,
 }
 
+/// When a request was due, released (a slot free, its send task started), sent and answered.
+#[derive(Debug, Clone, Copy)]
+struct Times {
+    due: Instant,
+    released: Instant,
+    sent: Instant,
+    done: Instant,
+}
+
 impl Recorder {
-    fn record(&mut self, window: Window, due: Instant, sent: Instant, done: Instant, answer: &Result<u16, String>) {
+    fn record(&mut self, window: Window, times: Times, answer: &Result<u16, String>) {
+        let Times { due, released, sent, done } = times;
         match answer {
             Ok(status) if (200..300).contains(status) => {
                 self.total_events += window.events_per_request;
@@ -153,6 +200,8 @@ impl Recorder {
                     self.events += window.events_per_request;
                     let latency = done.duration_since(due).as_secs_f64() * 1e9;
                     self.timeline.push((due.duration_since(window.from), latency));
+                    let ns = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1e9;
+                    self.stages.push((latency, [ns(due, released), ns(released, sent), ns(sent, done)]));
                     self.services.push(done.duration_since(sent).as_secs_f64() * 1e9);
                 }
             }
@@ -205,6 +254,7 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
     let start = Instant::now();
     let window_start = chrono::Utc::now() + load.warmup;
     let window = Window {
+        start,
         from: start + load.warmup,
         to: start + load.warmup + load.duration,
         events_per_request: workload.events_per_request,
@@ -213,7 +263,7 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
     match load.pace {
         Pace::Closed => closed(client, workload, concurrency, window, &recorder).await?,
         Pace::Open { requests_per_second } => {
-            open(client, workload, concurrency, requests_per_second, window, &recorder).await?;
+            open(workload, concurrency, requests_per_second, window, &recorder).await?;
         }
     }
     let recorder = std::mem::take(&mut *recorder.lock().map_err(|_| anyhow!("a sender panicked"))?);
@@ -225,6 +275,7 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
         latency: Summary::of(&recorder.timeline.iter().map(|(_, latency)| *latency).collect::<Vec<_>>()),
         service: Summary::of(&recorder.services),
         tail: Tail::of(&recorder.timeline),
+        stages: Stages::of(&recorder.stages),
         window: load.duration,
         window_start,
         steal: cpu.and_then(|c| c.stolen_since()),
@@ -254,7 +305,7 @@ async fn closed(
                 let done = Instant::now();
                 let failed = !matches!(answer, Ok(200..300));
                 if let Ok(mut r) = recorder.lock() {
-                    r.record(window, due, due, done, &answer);
+                    r.record(window, Times { due, released: due, sent: due, done }, &answer);
                 }
                 if failed {
                     // A refusing server answers fast: do not spin on it.
@@ -269,11 +320,14 @@ async fn closed(
     Ok(())
 }
 
-/// Open loop: a thread of its own paces the requests, sleeping to each one's due time (tokio's
-/// timer ticks every millisecond, which at thousands of requests a second would bunch them and
-/// count its own lateness against the server), and hands each to the runtime to send.
+/// Open loop: one thread of its own runs the whole schedule on a single-threaded runtime, with a
+/// client of its own (connections made on that runtime). It prepares each request's body ahead of
+/// its due time, waits for that time on a timerfd (to the microsecond: tokio's timer ticks every
+/// millisecond, which at thousands of requests a second would bunch them and count its own
+/// lateness against the server), then sends the request and reads its answer itself. No request
+/// waits for a hand-off to another thread; on a busy machine such a hand-off (a pacer thread
+/// waking a runtime worker) was a millisecond of the tail that was the load generator's own.
 async fn open(
-    client: &reqwest::Client,
     workload: &Workload,
     concurrency: usize,
     requests_per_second: f64,
@@ -281,50 +335,110 @@ async fn open(
     recorder: &Arc<Mutex<Recorder>>,
 ) -> Result<()> {
     let rate = requests_per_second.max(0.1);
-    let slots = Arc::new(Semaphore::new(concurrency));
-    let runtime = tokio::runtime::Handle::current();
-    let (client, workload, recorder, pacer_slots) = (client.clone(), workload.clone(), recorder.clone(), slots.clone());
-    let pacer = std::thread::Builder::new().name("load-pacer".into()).spawn(move || -> Result<()> {
-        let first = Instant::now();
-        let mut seeds = Rng::new(seed_of(usize::MAX));
-        let mut k: usize = 0;
-        loop {
-            let due = first + Duration::from_secs_f64(k as f64 / rate);
-            if due >= window.to {
-                return Ok(());
-            }
-            let now = Instant::now();
-            if due > now {
-                std::thread::sleep(due - now);
-            }
-            // A full set of requests in flight holds the schedule back; the wait counts against
-            // the late requests' latency (from their due time).
-            let slot = runtime.block_on(pacer_slots.clone().acquire_owned()).context("the request slots closed")?;
-            let url = workload.urls[k % workload.urls.len()].clone();
-            let (bodies, body, seed) =
-                (workload.bodies.clone(), (k / workload.urls.len()) % workload.bodies.len(), seeds.next_u64());
-            let (client, recorder) = (client.clone(), recorder.clone());
-            runtime.spawn(async move {
-                let body = bodies[body].fresh(seed);
-                let sent = Instant::now();
-                let answer = send(&client, &url, body).await;
-                let done = Instant::now();
-                if let Ok(mut r) = recorder.lock() {
-                    r.record(window, due, sent, done, &answer);
-                }
-                drop(slot);
-            });
-            k += 1;
-        }
+    let (workload, recorder) = (workload.clone(), recorder.clone());
+    let thread = std::thread::Builder::new().name("load-open".into()).spawn(move || -> Result<()> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot build the open loop's runtime")?;
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&runtime, schedule(workload, concurrency, rate, window, recorder))
     })?;
-    tokio::task::spawn_blocking(move || pacer.join())
+    tokio::task::spawn_blocking(move || thread.join())
         .await
-        .context("the pacer's waiter panicked")?
-        .map_err(|_| anyhow!("the pacer panicked"))??;
+        .context("the open loop's waiter panicked")?
+        .map_err(|_| anyhow!("the open loop panicked"))?
+}
+
+/// The open loop's schedule, on its own thread's runtime (see [`open`]).
+async fn schedule(
+    workload: Workload,
+    concurrency: usize,
+    rate: f64,
+    window: Window,
+    recorder: Arc<Mutex<Recorder>>,
+) -> Result<()> {
+    let client = client(concurrency)?;
+    let timer = Timer::new()?;
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let first = window.start;
+    let mut seeds = Rng::new(seed_of(usize::MAX));
+    for k in 0_usize.. {
+        let due = first + Duration::from_secs_f64(k as f64 / rate);
+        if due >= window.to {
+            break;
+        }
+        let url = workload.urls[k % workload.urls.len()].clone();
+        let body = workload.bodies[(k / workload.urls.len()) % workload.bodies.len()].fresh(seeds.next_u64());
+        timer.wait_until(due).await?;
+        // A full set of requests in flight holds the schedule back; the wait counts against the
+        // late requests' latency (from their due time).
+        let slot = slots.clone().acquire_owned().await.context("the request slots closed")?;
+        let released = Instant::now();
+        let (client, recorder) = (client.clone(), recorder.clone());
+        tokio::task::spawn_local(async move {
+            let sent = Instant::now();
+            let answer = send(&client, &url, body).await;
+            let done = Instant::now();
+            if let Ok(mut r) = recorder.lock() {
+                r.record(window, Times { due, released, sent, done }, &answer);
+            }
+            drop(slot);
+        });
+        // The request goes out now, before the next one's body is prepared.
+        tokio::task::yield_now().await;
+    }
     // Every slot back: every request answered (or timed out).
     let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
     let _all = slots.acquire_many(all).await.context("the request slots closed")?;
     Ok(())
+}
+
+/// A one-shot timer on a timerfd, awaited on the runtime's I/O driver: it wakes the thread when
+/// it expires, to the microsecond, where tokio's own timer rounds to the millisecond.
+struct Timer {
+    fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
+}
+
+impl Timer {
+    fn new() -> Result<Self> {
+        use rustix::time::{TimerfdClockId, TimerfdFlags, timerfd_create};
+        let fd = timerfd_create(TimerfdClockId::Monotonic, TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC)
+            .context("cannot create a timerfd")?;
+        // `AsyncFd::new` is deprecated as unsound for a descriptor that could be closed or replaced
+        // under it; the `OwnedFd` it takes over cannot be, and its replacement (`register`) is
+        // `unsafe`, which this workspace forbids.
+        #[allow(deprecated)]
+        let fd = tokio::io::unix::AsyncFd::new(fd).context("cannot register the timerfd")?;
+        Ok(Self { fd })
+    }
+
+    /// Returns at `at` (at once when it is past).
+    async fn wait_until(&self, at: Instant) -> Result<()> {
+        use rustix::time::{Itimerspec, TimerfdTimerFlags, Timespec, timerfd_settime};
+        let left = at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        let value =
+            Timespec { tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX), tv_nsec: left.subsec_nanos().into() };
+        let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+        timerfd_settime(
+            self.fd.get_ref(),
+            TimerfdTimerFlags::empty(),
+            &Itimerspec { it_interval: zero, it_value: value },
+        )
+        .context("cannot arm the timerfd")?;
+        loop {
+            let mut ready = self.fd.readable().await.context("cannot wait for the timerfd")?;
+            let mut expirations = [0_u8; 8];
+            match rustix::io::read(self.fd.get_ref(), &mut expirations[..]) {
+                Ok(_) => return Ok(()),
+                Err(rustix::io::Errno::AGAIN) => ready.clear_ready(),
+                Err(e) => return Err(anyhow!("cannot read the timerfd: {e}")),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -354,5 +468,62 @@ mod tests {
         assert_eq!((tail.requests, tail.slots), (10, 10));
         assert_eq!(tail.busiest, (ms(0), 1));
         assert!(Tail::of(&[]).is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_open_loop_sends_every_request_due_in_its_window() -> Result<()> {
+        // 400 requests a second, a warm-up of 0.1 s, a window of 0.5 s: due at k / 400 s, the
+        // window holds k = 40..240, 200 requests, whatever the machine's speed (a late one still
+        // counts by its due time), each answered 202 by the no-op server.
+        let server = crate::ingest::noop::NoopServer::start(1)?;
+        let (bodies, _) = crate::ingest::synthetic::bodies(&mut Rng::new(7), 4, 3);
+        let workload = Workload {
+            urls: Arc::new(vec![format!("{}/v1/collect", server.base())]),
+            bodies: Arc::new(bodies),
+            events_per_request: 3,
+        };
+        let load = Load {
+            concurrency: 4,
+            warmup: ms(100),
+            duration: ms(500),
+            pace: Pace::Open { requests_per_second: 400.0 },
+        };
+        let outcome = run(&client(4)?, &workload, load).await?;
+        server.stop().await?;
+        assert_eq!(outcome.failures_text(), "none");
+        assert_eq!((outcome.requests, outcome.events), (200, 600));
+        assert_eq!(outcome.total_events, 240 * 3, "the warm-up's 40 requests were sent and answered too");
+        let (latency, service, stages) =
+            (outcome.latency.expect("latency"), outcome.service.expect("service"), outcome.stages.expect("stages"));
+        assert_eq!((latency.count, service.count), (200, 200));
+        assert!(latency.min >= service.min, "a request's latency from due includes its time from its send");
+        assert!(stages.to_answered > Duration::ZERO);
+        Ok(())
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_timer_never_returns_before_its_time() -> Result<()> {
+        let timer = Timer::new()?;
+        for wait in [ms(0), ms(1), ms(3), Duration::from_micros(250)] {
+            let at = Instant::now() + wait;
+            timer.wait_until(at).await?;
+            assert!(Instant::now() >= at, "returned before {wait:?} had passed");
+        }
+        // A time already past returns at once, with the timer left disarmed.
+        timer.wait_until(Instant::now().checked_sub(ms(5)).unwrap_or_else(Instant::now)).await?;
+        Ok(())
+    }
+
+    #[test]
+    fn the_stages_are_those_of_the_slowest_requests() {
+        // 200 requests: two slow ones (the slowest 1 %) waited for a slot; the rest were quick.
+        let mut requests: Vec<(f64, [f64; 3])> = (0..198).map(|_| (1e6, [1e4, 2e4, 97e4])).collect();
+        requests.push((6e6, [4e6, 1e5, 19e5]));
+        requests.push((8e6, [6e6, 3e5, 17e5]));
+        let stages = Stages::of(&requests).expect("stages");
+        assert_eq!(stages.to_released, ms(5));
+        assert_eq!(stages.to_sent, Duration::from_micros(200));
+        assert_eq!(stages.to_answered, Duration::from_micros(1_800));
+        assert!(Stages::of(&[]).is_none());
     }
 }
