@@ -828,9 +828,7 @@ fn print_phase(label: &str, phase: &Phase) {
             (phase.outcome.window_start + tail.busiest.0).format("%H:%M:%S%.3fZ")
         );
     }
-    if let Some(stages) = &phase.outcome.stages
-        && phase.outcome.service.zip(phase.outcome.latency).is_some_and(|(s, l)| (l.p99 - s.p99).abs() > 1e3)
-    {
+    if let Some(stages) = &phase.outcome.stages {
         println!(
             "        the slowest 1 % took on average {} from due to their release (the load generator's timer \
              and the wait for a free connection), {} from there to the send, {} from the send to the answer",

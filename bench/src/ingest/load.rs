@@ -63,7 +63,7 @@ pub struct Outcome {
     pub service: Option<Summary>,
     /// Where in the window the slowest 1 % of those requests were due (see [`Tail`]).
     pub tail: Option<Tail>,
-    /// Where the slowest 1 % of those requests spent their time (see [`Stages`]).
+    /// Where the slowest 1 % of those requests spent their time (see [`Stages`]; open loop only).
     pub stages: Option<Stages>,
     pub window: Duration,
     /// The window's start by the wall clock, to set a stall against the node's log.
@@ -97,17 +97,24 @@ impl Tail {
 
     /// From (due time after the window's start, latency) of each request; `None` when empty.
     fn of(requests: &[(Duration, f64)]) -> Option<Self> {
-        let mut by_latency: Vec<&(Duration, f64)> = requests.iter().collect();
-        by_latency.sort_by(|a, b| b.1.total_cmp(&a.1));
-        let n = requests.len().div_ceil(100);
+        let slowest = slowest_percent(requests, |(_, latency)| *latency);
+        let n = slowest.len();
         let mut counts = BTreeMap::<u128, usize>::new();
-        for (due, _) in by_latency.into_iter().take(n) {
+        for (due, _) in slowest {
             *counts.entry(due.as_millis() / Self::SLOT.as_millis()).or_default() += 1;
         }
         let (&slot, &most) = counts.iter().max_by_key(|(slot, count)| (**count, std::cmp::Reverse(**slot)))?;
         let slot_ms = u64::try_from(slot * Self::SLOT.as_millis()).unwrap_or(u64::MAX);
         Some(Self { requests: n, slots: counts.len(), busiest: (Duration::from_millis(slot_ms), most) })
     }
+}
+
+/// The slowest 1 % of `requests` (at least one, unless there are none) by `latency`, slowest first.
+fn slowest_percent<T>(requests: &[T], latency: impl Fn(&T) -> f64) -> Vec<&T> {
+    let mut by_latency: Vec<&T> = requests.iter().collect();
+    by_latency.sort_by(|a, b| latency(b).total_cmp(&latency(a)));
+    by_latency.truncate(requests.len().div_ceil(100));
+    by_latency
 }
 
 /// The mean time the slowest 1 % of a window's requests (by latency from due) spent in each stage:
@@ -126,15 +133,13 @@ impl Stages {
     /// From (latency from due, [due to released, released to sent, sent to answered]) of each request,
     /// all in ns; `None` when empty.
     fn of(requests: &[(f64, [f64; 3])]) -> Option<Self> {
-        let mut by_latency: Vec<&(f64, [f64; 3])> = requests.iter().collect();
-        by_latency.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let n = requests.len().div_ceil(100);
-        if n == 0 {
+        let slowest = slowest_percent(requests, |(latency, _)| *latency);
+        if slowest.is_empty() {
             return None;
         }
         let mean = |stage: usize| {
-            let sum: f64 = by_latency.iter().take(n).map(|(_, parts)| parts[stage]).sum();
-            Duration::from_secs_f64((sum / n as f64 / 1e9).max(0.0))
+            let sum: f64 = slowest.iter().map(|(_, parts)| parts[stage]).sum();
+            Duration::from_secs_f64((sum / slowest.len() as f64 / 1e9).max(0.0))
         };
         Some(Self { to_released: mean(0), to_sent: mean(1), to_answered: mean(2) })
     }
@@ -161,9 +166,9 @@ impl Outcome {
 struct Recorder {
     /// Due time after the window's start, and latency from due, of each request in the window.
     timeline: Vec<(Duration, f64)>,
-    /// Latency from due and the time in each stage ([`Stages`]) of the same requests, in ns.
+    /// Latency from due and the time in each stage ([`Stages`]) of the same requests, in ns (the
+    /// last stage, from the send to the answer, is the latency from the send).
     stages: Vec<(f64, [f64; 3])>,
-    services: Vec<f64>,
     requests: u64,
     events: u64,
     total_events: u64,
@@ -202,7 +207,6 @@ impl Recorder {
                     self.timeline.push((due.duration_since(window.from), latency));
                     let ns = |from: Instant, to: Instant| to.duration_since(from).as_secs_f64() * 1e9;
                     self.stages.push((latency, [ns(due, released), ns(released, sent), ns(sent, done)]));
-                    self.services.push(done.duration_since(sent).as_secs_f64() * 1e9);
                 }
             }
             Ok(status) => *self.failures.entry(format!("HTTP {status}")).or_default() += 1,
@@ -273,9 +277,10 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
         total_events: recorder.total_events,
         failures: recorder.failures,
         latency: Summary::of(&recorder.timeline.iter().map(|(_, latency)| *latency).collect::<Vec<_>>()),
-        service: Summary::of(&recorder.services),
+        service: Summary::of(&recorder.stages.iter().map(|(_, [.., answered])| *answered).collect::<Vec<_>>()),
         tail: Tail::of(&recorder.timeline),
-        stages: Stages::of(&recorder.stages),
+        // A closed loop sends each request as it is due: nothing to split.
+        stages: matches!(load.pace, Pace::Open { .. }).then(|| Stages::of(&recorder.stages)).flatten(),
         window: load.duration,
         window_start,
         steal: cpu.and_then(|c| c.stolen_since()),
@@ -329,7 +334,8 @@ const REQUESTS_PER_THREAD: f64 = 2_000.0;
 /// run an interleaved share of the schedule (thread i of n: requests i, i + n, i + 2n, …) on a
 /// single-threaded runtime, with a client and a share of the `concurrency` of their own. A
 /// thread prepares each request's body ahead of its due time, waits for that time on a timerfd
-/// (to the microsecond: tokio's timer ticks every millisecond, which at thousands of requests a
+/// (a high-resolution timer, late by the thread's timer slack, 50 µs by default: tokio's timer
+/// ticks every millisecond, which at thousands of requests a
 /// second would bunch them and count its own lateness against the server), then sends the
 /// request and reads its answer itself. No request waits for a hand-off to another thread; on a
 /// busy machine such a hand-off (a pacer thread waking a runtime worker) was a millisecond of the
@@ -425,7 +431,8 @@ async fn schedule(
 }
 
 /// A one-shot timer on a timerfd, awaited on the runtime's I/O driver: it wakes the thread when
-/// it expires, to the microsecond, where tokio's own timer rounds to the millisecond.
+/// it expires (within the thread's timer slack, 50 µs by default), where tokio's own timer rounds
+/// to the millisecond.
 struct Timer {
     fd: tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>,
 }
