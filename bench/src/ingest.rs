@@ -60,6 +60,7 @@ use sqlx::{ConnectOptions, Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::limits::{Polled, bounded, poll_until};
+use crate::pauses;
 use crate::sample::Nanos;
 use crate::services::{BenchDatabase, Services, remove_redis};
 use crate::steal::{self, CpuTime};
@@ -366,6 +367,13 @@ async fn measure(
         Target::info("p99@70%-of-accepted", p99_ms(&node.at_accepted.outcome), " ms"),
         Target::info("p99@70%-from-send", node.at_target.outcome.service.map_or(f64::INFINITY, |l| l.p99 / 1e6), " ms"),
     ]);
+    if let Some(p) = &node.at_target.outcome.paused {
+        targets.push(Target::info(
+            "p99@70%-tail-in-pauses",
+            p.tail_in_pause as f64 * 100.0 / p.tail.max(1) as f64,
+            " %",
+        ));
+    }
     if let Some(edge) = &edge {
         targets.push(Target::info("edge-only-p99@70%", p99_ms(&edge.at_fraction), " ms"));
     }
@@ -465,6 +473,7 @@ async fn edge_only(
     println!("      the same at {:.0} % of that rate, open loop", config.load_fraction * 100.0);
     println!("        {}", throughput(&at_fraction));
     println!("        latency {}", latency(&at_fraction));
+    print_paused(&at_fraction);
     println!(
         "      accepted/noop in {ROUNDS} rounds of {:.0} s each, in turn: {:.2}x (edge {} / no-op {} events/s; \
          steal in each, edge then no-op: {})",
@@ -811,6 +820,24 @@ fn latency(outcome: &Outcome) -> String {
     }
 }
 
+/// An open-loop window's pauses of the machine and the requests in flight during them.
+fn print_paused(outcome: &Outcome) {
+    if let Some(p) = &outcome.paused {
+        let share = |n: usize, of: usize| n as f64 * 100.0 / of.max(1) as f64;
+        println!(
+            "        the machine: {}; the slowest 1 % were in flight during one {:.0} % of the time ({} of {}), all \
+             requests {:.1} % ({} of {})",
+            pauses::text(&p.summary),
+            share(p.tail_in_pause, p.tail),
+            p.tail_in_pause,
+            p.tail,
+            share(p.all_in_pause, p.all),
+            p.all_in_pause,
+            p.all
+        );
+    }
+}
+
 fn print_phase(label: &str, phase: &Phase) {
     println!("      {label}");
     println!("        {}", throughput(&phase.outcome));
@@ -837,6 +864,7 @@ fn print_phase(label: &str, phase: &Phase) {
             Nanos(stages.to_answered.as_secs_f64() * 1e9)
         );
     }
+    print_paused(&phase.outcome);
     let drain =
         phase.drain_per_second().map(|r| format!("; the backlog alone drained at {r:.0} events/s")).unwrap_or_default();
     println!(

@@ -13,7 +13,8 @@
 //!   TTL.
 //!
 //! [`steal`] says how much of the machine's CPU time its hypervisor gave to other guests during a
-//! phase, printed beside the figures it may have moved.
+//! phase, printed beside the figures it may have moved; [`pauses`] how often, and for how long,
+//! the whole machine stopped during a latency phase, which steal does not always show.
 //!
 //! The `flywheel-bench` binary (`src/main.rs`) runs them and prints one summary line.
 
@@ -25,6 +26,7 @@ pub mod actors;
 pub mod cluster;
 pub mod ingest;
 pub mod limits;
+pub mod pauses;
 pub mod sample;
 pub mod services;
 pub mod steal;

@@ -18,6 +18,7 @@ use axum::body::Bytes;
 use tokio::sync::Semaphore;
 
 use super::synthetic::{Body, Rng};
+use crate::pauses::{self, Probe};
 use crate::sample::Summary;
 use crate::steal::CpuTime;
 
@@ -65,6 +66,8 @@ pub struct Outcome {
     pub tail: Option<Tail>,
     /// Where the slowest 1 % of those requests spent their time (see [`Stages`]; open loop only).
     pub stages: Option<Stages>,
+    /// The machine's pauses in the window, and the requests in flight during one (open loop only).
+    pub paused: Option<Paused>,
     pub window: Duration,
     /// The window's start by the wall clock, to set a stall against the node's log.
     pub window_start: chrono::DateTime<chrono::Utc>,
@@ -142,6 +145,36 @@ impl Stages {
             Duration::from_secs_f64((sum / slowest.len() as f64 / 1e9).max(0.0))
         };
         Some(Self { to_released: mean(0), to_sent: mean(1), to_answered: mean(2) })
+    }
+}
+
+/// The machine's pauses in an open-loop window ([`crate::pauses`]), and how many of the window's
+/// requests (from due to answered) were in flight during one: all of them, and the slowest 1 %.
+/// A tail mostly in flight during pauses, with few requests in all, is the machine's.
+#[derive(Debug, Clone, Copy)]
+pub struct Paused {
+    pub summary: pauses::Summary,
+    pub tail: usize,
+    pub tail_in_pause: usize,
+    pub all: usize,
+    pub all_in_pause: usize,
+}
+
+impl Paused {
+    /// From the probe's pauses and (due time after `from`, latency from due in ns) of each request.
+    fn of(seen: &pauses::Pauses, from: Instant, to: Instant, requests: &[(Duration, f64)]) -> Self {
+        let span = |(due, latency): &(Duration, f64)| {
+            let start = from + *due;
+            (start, start + Duration::from_secs_f64(latency.max(0.0) / 1e9))
+        };
+        let slowest = slowest_percent(requests, |(_, latency)| *latency);
+        Self {
+            summary: seen.summary(from, to),
+            tail: slowest.len(),
+            tail_in_pause: seen.in_flight(slowest.into_iter().map(span)),
+            all: requests.len(),
+            all_in_pause: seen.in_flight(requests.iter().map(span)),
+        }
     }
 }
 
@@ -264,12 +297,20 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
         events_per_request: workload.events_per_request,
     };
     let concurrency = load.concurrency.max(1);
+    let mut probe = None;
     match load.pace {
         Pace::Closed => closed(client, workload, concurrency, window, &recorder).await?,
         Pace::Open { requests_per_second } => {
+            probe = Some(Probe::start()?);
             open(workload, concurrency, requests_per_second, window, &recorder).await?;
         }
     }
+    let seen = match probe {
+        Some(probe) => Some(
+            tokio::task::spawn_blocking(move || probe.stop()).await.context("the pause probe's waiter panicked")??,
+        ),
+        None => None,
+    };
     let recorder = std::mem::take(&mut *recorder.lock().map_err(|_| anyhow!("a sender panicked"))?);
     Ok(Outcome {
         requests: recorder.requests,
@@ -281,6 +322,7 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
         tail: Tail::of(&recorder.timeline),
         // A closed loop sends each request as it is due: nothing to split.
         stages: matches!(load.pace, Pace::Open { .. }).then(|| Stages::of(&recorder.stages)).flatten(),
+        paused: seen.map(|seen| Paused::of(&seen, window.from, window.to, &recorder.timeline)),
         window: load.duration,
         window_start,
         steal: cpu.and_then(|c| c.stolen_since()),
@@ -563,5 +605,29 @@ mod tests {
         assert_eq!(stages.to_sent, Duration::from_micros(200));
         assert_eq!(stages.to_answered, Duration::from_micros(1_800));
         assert!(Stages::of(&[]).is_none());
+    }
+
+    #[test]
+    fn the_requests_in_flight_during_a_pause_are_counted_from_due_to_answered() {
+        // 200 requests, one due every 10 ms, each answered in 1 ms, but two: due at 1,000 and
+        // 1,500 ms, answered after 30 ms (the slowest 1 %). The machine paused from 1,020 to
+        // 1,040 ms (the first slow one in flight, and the quick ones due at 1,020 and 1,030) and
+        // from 1,700 to 1,703 (the one due at 1,700).
+        let from = Instant::now();
+        let mut requests: Vec<(Duration, f64)> = (0..200).map(|k| (ms(10 * k), 1e6)).collect();
+        requests[100].1 = 30e6;
+        requests[150].1 = 30e6;
+        let seen = pauses::Pauses {
+            realtime: true,
+            pauses: vec![
+                pauses::Pause { from: from + ms(1_020), to: from + ms(1_040) },
+                pauses::Pause { from: from + ms(1_700), to: from + ms(1_703) },
+            ],
+        };
+        let paused = Paused::of(&seen, from, from + ms(2_000), &requests);
+        assert_eq!((paused.tail_in_pause, paused.tail), (1, 2));
+        assert_eq!((paused.all_in_pause, paused.all), (4, 200));
+        assert_eq!(paused.summary.count, 2);
+        assert_eq!(paused.summary.total, ms(23));
     }
 }
