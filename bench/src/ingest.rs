@@ -10,8 +10,9 @@
 //!     drained, over the time from the first request to the drain; target: at least half of
 //!     (a); the rate at which the backlog alone drained, with no HTTP load, is reported); then
 //!     the highest rate the node sustains, searched for with short open-loop probes (a rate is
-//!     sustained when every request is accepted and the stream holds no more than a second of
-//!     it when the load stops: the ingestors store as fast as the edge accepts). The closed
+//!     sustained when every request is accepted, the stream's backlog did not grow over the
+//!     window and holds no more than a second of the load when it stops: the ingestors store as
+//!     fast as the edge accepts). The closed
 //!     loop's persisted rate is not that rate: most of its events are stored after the load,
 //!     with no HTTP requests competing for the cores (in one run on two cores it was 35,563
 //!     events/s, and probes at 28,078 and 30,630 events/s were not sustained). Then open loop at
@@ -96,6 +97,14 @@ const PROBE_WINDOW: Duration = Duration::from_secs(6);
 /// of it: what the ingestors hold in flight (a linger of 200 ms and the store of a batch), not a
 /// backlog that grows.
 const SUSTAINED_BACKLOG: Duration = Duration::from_secs(1);
+/// ... and when the backlog did not grow over the probe's window: its least-squares slope, from
+/// samples every [`BACKLOG_SAMPLE`], is at most this share of the rate. The end's backlog alone let
+/// through a rate the ingestors fell behind by up to an eighth (a second of backlog after eight
+/// seconds of load); the slope of some sixty samples is not moved much by the batches' sawtooth
+/// (the backlog rises while a batch is stored, then falls by a batch), and 3 % is the search's
+/// own resolution (1/32 of the ceiling).
+const SUSTAINED_GROWTH: f64 = 0.03;
+const BACKLOG_SAMPLE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestConfig {
@@ -736,9 +745,31 @@ impl Driver<'_> {
         })
     }
 
+    /// [`Driver::phase`], with the stream's backlog (in events) sampled through the load's window
+    /// and its growth over it, in events per second (`None` with fewer than two samples).
+    async fn probe(&mut self, load: Load) -> Result<(Phase, Option<f64>)> {
+        let stream = self.stream;
+        let per_entry = self.workload.events_per_request as f64;
+        let sampling = async move {
+            let start = Instant::now();
+            tokio::time::sleep(load.warmup).await;
+            let (from, to) = (start + load.warmup, start + load.warmup + load.duration);
+            let mut samples = Vec::new();
+            while Instant::now() < to {
+                let backlog = stream.backlog().await?;
+                samples.push((from.elapsed().as_secs_f64(), backlog as f64 * per_entry));
+                tokio::time::sleep(BACKLOG_SAMPLE).await;
+            }
+            anyhow::Ok(samples)
+        };
+        let (phase, samples) = tokio::join!(self.phase(load), sampling);
+        Ok((phase?, slope(&samples?)))
+    }
+
     /// The highest open-loop rate, at most `ceiling`, that the node sustains: every request
-    /// accepted at the rate offered (within 5 %), and no more than [`SUSTAINED_BACKLOG`] of it
-    /// in the stream when the load stops. Tries the ceiling, then bisects; each probe is printed.
+    /// accepted at the rate offered (within 5 %), the backlog growing by no more than
+    /// [`SUSTAINED_GROWTH`] of the rate over the window, and no more than [`SUSTAINED_BACKLOG`]
+    /// of it in the stream when the load stops. Tries the ceiling, then bisects; each probe is printed.
     /// The answer is the highest rate a probe showed sustained (so it errs low, by at most the
     /// last step); when none was, half the lowest rate tried.
     async fn sustained_rate(&mut self, plan: &Plan, config: &IngestConfig, ceiling: f64) -> Result<f64> {
@@ -750,15 +781,17 @@ impl Driver<'_> {
         for probe in 0..PROBES {
             let rate = if probe == 0 { high } else { (low + high) / 2.0 };
             let load = Load { duration: PROBE_WINDOW, ..plan.open(config, rate) };
-            let phase = self.phase(load).await?;
+            let (phase, growth) = self.probe(load).await?;
             let accepted = phase.outcome.events_per_second();
             let sustained = phase.outcome.failures.is_empty()
                 && accepted >= 0.95 * rate
+                && growth.is_some_and(|g| g <= SUSTAINED_GROWTH * rate)
                 && phase.backlog_at_end as f64 <= rate * SUSTAINED_BACKLOG.as_secs_f64();
             println!(
-                "        {rate:.0} events/s offered: {accepted:.0} accepted, {} failed, {} events in the stream when \
-                 it stopped: {}",
+                "        {rate:.0} events/s offered: {accepted:.0} accepted, {} failed, the backlog growing {} over \
+                 the window, {} events in the stream when it stopped: {}",
                 phase.outcome.failures.values().sum::<u64>(),
+                growth.map_or_else(|| "— (too few samples)".to_owned(), |g| format!("{g:+.0} events/s")),
                 phase.backlog_at_end,
                 if sustained { "sustained" } else { "not sustained" }
             );
@@ -787,6 +820,15 @@ impl Driver<'_> {
         })
         .await
     }
+}
+
+/// The least-squares slope of `points` (x, y); `None` with fewer than two distinct x.
+fn slope(points: &[(f64, f64)]) -> Option<f64> {
+    let n = points.len() as f64;
+    let (mean_x, mean_y) = (points.iter().map(|p| p.0).sum::<f64>() / n, points.iter().map(|p| p.1).sum::<f64>() / n);
+    let spread: f64 = points.iter().map(|(x, _)| (x - mean_x).powi(2)).sum();
+    (points.len() >= 2 && spread > 0.0)
+        .then(|| points.iter().map(|(x, y)| (x - mean_x) * (y - mean_y)).sum::<f64>() / spread)
 }
 
 fn throughput(outcome: &Outcome) -> String {
@@ -923,4 +965,31 @@ async fn stored_events(conn: &mut PgConnection, tenants: &[Uuid]) -> Result<u64>
 fn free_port() -> Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
     Ok(listener.local_addr()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backlog sampled every 100 ms for 6 s: a sawtooth of 10,000 events over 0.4 s (a batch
+    /// taken every 0.4 s) on top of `growth` events per second.
+    fn sawtooth(growth: f64) -> Vec<(f64, f64)> {
+        (0..60)
+            .map(|i| {
+                let t = f64::from(i) * 0.1;
+                (t, 20_000.0 + growth * t + 2_500.0 * f64::from(i % 4))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_backlogs_growth_is_the_slope_under_the_batches_sawtooth() {
+        let flat = slope(&sawtooth(0.0)).expect("a slope");
+        assert!(flat.abs() < 300.0, "a steady backlog grew {flat} events/s");
+        let growing = slope(&sawtooth(3_000.0)).expect("a slope");
+        assert!((growing - 3_000.0).abs() < 300.0, "{growing} events/s, not 3,000");
+        assert_eq!(slope(&[(1.0, 5.0)]), None);
+        assert_eq!(slope(&[(1.0, 5.0), (1.0, 7.0)]), None);
+        assert_eq!(slope(&[(0.0, 0.0), (2.0, 10.0)]), Some(5.0));
+    }
 }
