@@ -11,6 +11,11 @@
 //!
 //! Without real-time priority the probe waits for a core like everything else, and its pauses
 //! include that wait; the report says which it was.
+//!
+//! Its cost: a thousand wake-ups a second took about 3 % of one core on that machine (140 ms of
+//! CPU time in 5 s, read from `/proc/<pid>/task/*/stat`), each preempting whatever ran for some
+//! tens of microseconds; against a latency target in milliseconds that is noise, and a coarser
+//! tick would miss the pauses of a few milliseconds that such a target is made of.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
