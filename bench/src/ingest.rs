@@ -97,12 +97,12 @@ const PROBE_WINDOW: Duration = Duration::from_secs(6);
 /// of it: what the ingestors hold in flight (a linger of 200 ms and the store of a batch), not a
 /// backlog that grows.
 const SUSTAINED_BACKLOG: Duration = Duration::from_secs(1);
-/// ... and when the backlog did not grow over the probe's window: its least-squares slope, from
-/// samples every [`BACKLOG_SAMPLE`], is at most this share of the rate. The end's backlog alone let
-/// through a rate the ingestors fell behind by up to an eighth (a second of backlog after eight
-/// seconds of load); the slope of some sixty samples is not moved much by the batches' sawtooth
-/// (the backlog rises while a batch is stored, then falls by a batch), and 3 % is the search's
-/// own resolution (1/32 of the ceiling).
+/// A probe's rate is sustained only if, as well, the backlog did not grow over its window: its
+/// least-squares slope, from samples every [`BACKLOG_SAMPLE`], is at most this share of the rate.
+/// The end's backlog alone let through a rate the ingestors fell behind by up to an eighth (a
+/// second of backlog after eight seconds of load); the slope of some sixty samples is not moved
+/// much by the batches' sawtooth (the backlog rises while a batch is stored, then falls by a
+/// batch), and 3 % is the search's own resolution (1/32 of the ceiling).
 const SUSTAINED_GROWTH: f64 = 0.03;
 const BACKLOG_SAMPLE: Duration = Duration::from_millis(100);
 
@@ -377,11 +377,7 @@ async fn measure(
         Target::info("p99@70%-from-send", node.at_target.outcome.service.map_or(f64::INFINITY, |l| l.p99 / 1e6), " ms"),
     ]);
     if let Some(p) = &node.at_target.outcome.paused {
-        targets.push(Target::info(
-            "p99@70%-tail-in-pauses",
-            p.tail_in_pause as f64 * 100.0 / p.tail.max(1) as f64,
-            " %",
-        ));
+        targets.push(Target::info("p99@70%-tail-in-pauses", p.tail_percent(), " %"));
     }
     if let Some(edge) = &edge {
         targets.push(Target::info("edge-only-p99@70%", p99_ms(&edge.at_fraction), " ms"));
@@ -865,15 +861,14 @@ fn latency(outcome: &Outcome) -> String {
 /// An open-loop window's pauses of the machine and the requests in flight during them.
 fn print_paused(outcome: &Outcome) {
     if let Some(p) = &outcome.paused {
-        let share = |n: usize, of: usize| n as f64 * 100.0 / of.max(1) as f64;
         println!(
             "        the machine: {}; the slowest 1 % were in flight during one {:.0} % of the time ({} of {}), all \
              requests {:.1} % ({} of {})",
             pauses::text(&p.summary),
-            share(p.tail_in_pause, p.tail),
+            p.tail_percent(),
             p.tail_in_pause,
             p.tail,
-            share(p.all_in_pause, p.all),
+            p.all_percent(),
             p.all_in_pause,
             p.all
         );

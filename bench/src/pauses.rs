@@ -165,7 +165,8 @@ fn watch(stop: &AtomicBool) -> Result<Pauses> {
     Ok(Pauses { realtime, pauses })
 }
 
-/// "paused 12 times for 2 ms or more (at most 48.1 ms, 190.2 ms in all)", or never.
+/// "a real-time probe due every millisecond was 2 ms or more late 12 time(s) (at most 48.1 ms,
+/// 190.2 ms in all)", or that it never was.
 pub fn text(summary: &Summary) -> String {
     let probe = if summary.realtime {
         "a real-time probe due every millisecond"

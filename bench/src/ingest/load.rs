@@ -161,6 +161,16 @@ pub struct Paused {
 }
 
 impl Paused {
+    /// The share of the slowest 1 % in flight during a pause, in per cent.
+    pub fn tail_percent(&self) -> f64 {
+        percent(self.tail_in_pause, self.tail)
+    }
+
+    /// The share of all requests in flight during a pause, in per cent.
+    pub fn all_percent(&self) -> f64 {
+        percent(self.all_in_pause, self.all)
+    }
+
     /// From the probe's pauses and (due time after `from`, latency from due in ns) of each request.
     fn of(seen: &pauses::Pauses, from: Instant, to: Instant, requests: &[(Duration, f64)]) -> Self {
         let span = |(due, latency): &(Duration, f64)| {
@@ -176,6 +186,10 @@ impl Paused {
             all_in_pause: seen.in_flight(requests.iter().map(span)),
         }
     }
+}
+
+fn percent(part: usize, of: usize) -> f64 {
+    part as f64 * 100.0 / of.max(1) as f64
 }
 
 impl Outcome {
@@ -297,19 +311,20 @@ pub async fn run(client: &reqwest::Client, workload: &Workload, load: Load) -> R
         events_per_request: workload.events_per_request,
     };
     let concurrency = load.concurrency.max(1);
-    let mut probe = None;
-    match load.pace {
-        Pace::Closed => closed(client, workload, concurrency, window, &recorder).await?,
-        Pace::Open { requests_per_second } => {
-            probe = Some(Probe::start()?);
-            open(workload, concurrency, requests_per_second, window, &recorder).await?;
+    let seen = match load.pace {
+        Pace::Closed => {
+            closed(client, workload, concurrency, window, &recorder).await?;
+            None
         }
-    }
-    let seen = match probe {
-        Some(probe) => Some(
-            tokio::task::spawn_blocking(move || probe.stop()).await.context("the pause probe's waiter panicked")??,
-        ),
-        None => None,
+        Pace::Open { requests_per_second } => {
+            let probe = Probe::start()?;
+            let sent = open(workload, concurrency, requests_per_second, window, &recorder).await;
+            // Stopped whatever the load did: a real-time thread left ticking would outlive the run.
+            let seen =
+                tokio::task::spawn_blocking(move || probe.stop()).await.context("the pause probe's waiter panicked")?;
+            sent?;
+            Some(seen?)
+        }
     };
     let recorder = std::mem::take(&mut *recorder.lock().map_err(|_| anyhow!("a sender panicked"))?);
     Ok(Outcome {
