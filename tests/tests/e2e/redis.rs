@@ -311,3 +311,61 @@ async fn concurrent_admissions_leave_exactly_the_admitted_entries() {
     admitted.sort_unstable();
     assert_eq!(stored, admitted, "the streams hold exactly the admitted entries");
 }
+
+/// One busy tenant cannot starve the others: it fills only its own shard, so a tenant on another
+/// shard is still admitted when the busy one is refused with 503, and the ingestors' reads, which
+/// start one shard further along on every take, reach the other tenant's entry within one round
+/// of the shards however much the busy tenant has queued.
+#[tokio::test]
+async fn a_busy_tenant_fills_only_its_shard_and_cannot_hold_others_back() {
+    use flywheel_storage::event_stream::{Admission, EventStream, Limits, StreamConfig};
+
+    const SHARDS: u16 = 4;
+    let namespace = TestNamespace::new();
+    let redis = namespace.store().await;
+    let stream = EventStream::new(redis, StreamConfig { shards: SHARDS, max_backlog_per_shard: 1_000 });
+    let limits = Limits { tenant_events_per_second: 1_000_000, ip_requests_per_second: None, bucket: "server" };
+    // The busy tenant on the first shard, the other on the last: a reader that always started at
+    // the first shard would never reach the other's entry.
+    let on_shard = |shard: u16| {
+        std::iter::repeat_with(TenantId::new).find(|t| stream.shard_of(*t) == shard).expect("a tenant on the shard")
+    };
+    let (busy, other) = (on_shard(0), on_shard(SHARDS - 1));
+
+    // The busy tenant sends until its shard's bound refuses it: ten entries of 100 events.
+    let mut admitted: usize = 0;
+    loop {
+        match stream.admit(busy, None, limits, vec![1; 64], 100).await.expect("admit") {
+            Admission::Accepted => admitted += 1,
+            Admission::Overloaded { .. } => break,
+            refused => panic!("only the bound should refuse: {refused:?}"),
+        }
+        assert!(admitted <= 10, "the bound of 1,000 events stops the busy tenant");
+    }
+    assert_eq!(admitted, 10);
+    assert_eq!(
+        stream.admit(other, None, limits, vec![2; 64], 1).await.expect("admit"),
+        Admission::Accepted,
+        "another shard's tenant is admitted while the busy one is refused"
+    );
+
+    // Reads of one busy entry's worth of events at a time: the other tenant's entry comes out
+    // within one round of the shards, with most of the busy tenant's backlog still waiting.
+    let shards: Vec<u16> = (0..SHARDS).collect();
+    let mut rotation = 0;
+    let mut busy_taken = 0;
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds <= SHARDS, "the other tenant's entry was not read within {SHARDS} takes");
+        let batch =
+            stream.take_batch("c1", &shards, &mut rotation, 100, Duration::ZERO, Duration::ZERO).await.expect("take");
+        if batch.iter().any(|e| e.shard == stream.shard_of(other)) {
+            break;
+        }
+        busy_taken += batch.iter().filter(|e| e.shard == stream.shard_of(busy)).count();
+    }
+    // Before it, each take read at most one busy entry (its 100 events fill the budget).
+    assert!(busy_taken < usize::from(SHARDS), "the busy tenant had {busy_taken} entries read first");
+    assert!(admitted - busy_taken >= 7, "most of the busy tenant's backlog was still waiting");
+}
