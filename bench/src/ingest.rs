@@ -1,5 +1,7 @@
 //! Event ingestion: the full path — `POST /v1/collect` on a real node process, the Redis stream,
-//! the `EventIngestor`s' COPY into `events` — against two baselines measured in the same run:
+//! the `EventIngestor`s' batches into `events` (one statement each, the rows bound as arrays:
+//! `COPY` cannot write into a table with row-level security) — against two baselines measured in
+//! the same run:
 //!
 //! - (a) raw binary COPY of the same synthetic events into a copy of `events` without row-level
 //!   security ([`raw_copy`]): what PostgreSQL alone can take. Target (issue 4): the node persists
