@@ -12,8 +12,9 @@ pub struct ErrorBody {
 #[serde(deny_unknown_fields)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `malformed_json`, `validation_failed`, `not_found`, `conflict`,
-    /// `payload_too_large`, `unsupported_media_type`, `unauthorized`, `forbidden`,
-    /// `method_not_allowed`, `unavailable`, `internal`.
+    /// `payload_too_large`, `rate_limited` (429), `overloaded` (503, the tracking edge is full),
+    /// `unsupported_media_type`, `unauthorized`, `forbidden`, `method_not_allowed`, `unavailable`,
+    /// `internal`.
     pub code: String,
     /// For humans; never contains internal details.
     pub message: String,

@@ -2,8 +2,10 @@
 //! script; ingestion into `events` exactly once; dead letters; identity stitching; every bad
 //! input's status and JSON error; rate limits; cookieless visitors; tenant isolation.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use flywheel_contracts::ingest::IngestEntry;
 use flywheel_contracts::{Role, TenantId};
 use flywheel_tests::{TestApp, TestTenant, eventually};
@@ -55,6 +57,63 @@ fn page_view(id: Uuid, visitor: &str) -> Value {
            "context": {"url": "https://stride.example/trail?utm_source=news", "utm": {"source": "news"}}})
 }
 
+/// A time as the API reads and writes it: RFC 3339 in UTC, to the microsecond.
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Two hours ago, on a whole second plus a microsecond fraction: well inside the accepted past,
+/// and a bound that only compares equal to the microsecond.
+fn two_hours_ago() -> DateTime<Utc> {
+    DateTime::from_timestamp(Utc::now().timestamp() - 2 * 3600, 123_456_000).expect("a valid time")
+}
+
+/// A browser event of `kind` from `visitor`, with its own id and time.
+fn event_at(id: Uuid, kind: &str, visitor: &str, at: DateTime<Utc>) -> Value {
+    json!({"id": id, "type": kind, "source": "web", "visitor_id": visitor, "occurred_at": rfc3339(at),
+           "properties": {"element": "#cta"}})
+}
+
+fn id_of(event: &Value) -> Uuid {
+    event["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("an event id: {event}"))
+}
+
+/// The ids of a list of events, each listed once.
+fn id_set(events: &[Value]) -> BTreeSet<Uuid> {
+    let ids: BTreeSet<Uuid> = events.iter().map(id_of).collect();
+    assert_eq!(ids.len(), events.len(), "an event listed twice: {events:?}");
+    ids
+}
+
+/// The ids of these events in the API's order: newest first, then by id, descending.
+fn newest_first(events: &[(Uuid, DateTime<Utc>)]) -> Vec<Uuid> {
+    let mut sorted = events.to_vec();
+    sorted.sort_by_key(|&(id, at)| std::cmp::Reverse((at, id)));
+    sorted.into_iter().map(|(id, _)| id).collect()
+}
+
+/// Every page of the tenant's events matching `query`, `limit` a page, following `next_cursor`:
+/// the ids in the order served. Every page but the last is full; the last has no cursor.
+async fn paged_ids(app: &TestApp, t: &TestTenant, query: &str, limit: usize) -> Vec<Uuid> {
+    let (mut ids, mut cursor) = (Vec::new(), String::new());
+    for _ in 0..100 {
+        let path = format!("/v1/events?limit={limit}&{query}{cursor}");
+        let (status, body) = app.call(Method::GET, &path, Some(&t.owner_key), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        let page = body["data"].as_array().expect("data");
+        assert!(page.len() <= limit, "{path}: {body}");
+        ids.extend(page.iter().map(id_of));
+        match body["next_cursor"].as_str() {
+            Some(next) => {
+                assert_eq!(page.len(), limit, "a page before the last is full: {path}: {body}");
+                cursor = format!("&cursor={next}");
+            }
+            None => return ids,
+        }
+    }
+    panic!("more than 100 pages of {query} at {limit} a page");
+}
+
 #[tokio::test]
 async fn collected_events_are_stored_once_with_what_the_edge_adds() {
     let app = TestApp::spawn().await;
@@ -70,7 +129,7 @@ async fn collected_events_are_stored_once_with_what_the_edge_adds() {
     assert_eq!(body["ids"][0], json!(id));
     let click_id = body["ids"][1].as_str().expect("assigned id").to_owned();
     let mut again = page_view(id, "v.1");
-    again["occurred_at"] = json!(chrono::Utc::now().to_rfc3339());
+    again["occurred_at"] = json!(Utc::now().to_rfc3339());
     assert_eq!(collect(&app, &t.write_key, &json!({"events": [again]}), None).await.0, StatusCode::ACCEPTED);
     assert_eq!(
         collect(&app, &t.write_key, &json!({"events": [page_view(id, "v.1")]}), None).await.0,
@@ -127,13 +186,12 @@ async fn implausible_times_are_clamped_and_flagged_and_bots_flagged() {
         .expect("send");
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let stored = wait_for_events(&app, &t, "", 3).await;
-    let now = chrono::Utc::now();
-    let at =
-        |e: &Value| chrono::DateTime::parse_from_rfc3339(e["occurred_at"].as_str().expect("time")).expect("rfc3339");
+    let now = Utc::now();
+    let at = |e: &Value| DateTime::parse_from_rfc3339(e["occurred_at"].as_str().expect("time")).expect("rfc3339");
     let from_future = stored.iter().find(|e| e["clamped_from"] == "2099-01-01T00:00:00Z").expect("future clamped");
-    assert!((now - at(from_future).with_timezone(&chrono::Utc)).num_seconds().abs() < 60);
+    assert!((now - at(from_future).with_timezone(&Utc)).num_seconds().abs() < 60);
     let from_past = stored.iter().find(|e| e["clamped_from"] == "2001-01-01T00:00:00Z").expect("past clamped");
-    let age = now - at(from_past).with_timezone(&chrono::Utc);
+    let age = now - at(from_past).with_timezone(&Utc);
     assert!((30..=32).contains(&age.num_days()), "clamped to the oldest accepted age, got {age}");
     assert_eq!(stored.iter().filter(|e| e["bot"] == true).count(), 1);
 }
@@ -426,6 +484,146 @@ async fn server_side_events_use_a_secret_key_and_an_email_stitches_the_visitor_t
     assert_eq!(timeline["data"].as_array().map(Vec::len), Some(1));
 }
 
+/// `from` is inclusive and `to` exclusive, to the microsecond, whatever zone they are written in;
+/// a page boundary inside the range (even between events of one instant) neither repeats nor
+/// skips an event.
+#[tokio::test]
+async fn time_filters_keep_from_inclusive_and_to_exclusive_and_their_pages_miss_nothing() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("time-range").await;
+    let base = two_hours_ago();
+    let at = |minute: i64| base + chrono::Duration::minutes(minute);
+    // Three events share minute 2, so a page can end inside a tie.
+    let plan =
+        [("page_view", 0), ("click", 1), ("page_view", 2), ("click", 2), ("click", 2), ("click", 3), ("page_view", 4)];
+    let mut sent: Vec<(Uuid, &str, DateTime<Utc>)> =
+        plan.iter().map(|&(kind, minute)| (Uuid::now_v7(), kind, at(minute))).collect();
+    sent.push((Uuid::now_v7(), "click", at(5)));
+    let id = |i: usize| sent[i].0;
+    // Sent newest first: storage order is not time order.
+    let batch: Vec<Value> = sent.iter().rev().map(|&(id, kind, when)| event_at(id, kind, "v.time", when)).collect();
+    let (status, _, body) = collect(&app, &t.write_key, &json!({"events": batch}), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let stored = wait_for_events(&app, &t, "", sent.len()).await;
+    for &(id, _, when) in &sent {
+        let e = stored.iter().find(|e| id_of(e) == id).expect("every event stored");
+        let got = DateTime::parse_from_rfc3339(e["occurred_at"].as_str().expect("time")).expect("rfc3339");
+        assert_eq!(got, when, "stored at the time sent, to the microsecond: {e}");
+        assert!(e["clamped_from"].is_null(), "{e}");
+    }
+
+    let us = chrono::Duration::microseconds(1);
+    // The same instants written in other zones (`+` escaped in the query).
+    let zoned = |when: DateTime<Utc>, hours: i32| {
+        let zone = chrono::FixedOffset::east_opt(hours * 3600).expect("a zone");
+        when.with_timezone(&zone).to_rfc3339_opts(SecondsFormat::Micros, false).replace('+', "%2B")
+    };
+    let q = rfc3339;
+    let in_range = format!("from={}&to={}", q(at(1)), q(at(4)));
+    let clicks_in_range = format!("type=click&{in_range}");
+    let cases: Vec<(String, Vec<usize>)> = vec![
+        (in_range.clone(), vec![1, 2, 3, 4, 5]),
+        (format!("from={}&to={}", q(at(1) + us), q(at(4) + us)), vec![2, 3, 4, 5, 6]),
+        (format!("from={}&to={}", zoned(at(1), 2), zoned(at(4), -5)), vec![1, 2, 3, 4, 5]),
+        (format!("from={}", q(at(4))), vec![6, 7]),
+        (format!("to={}", q(at(1))), vec![0]),
+        (format!("to={}", q(at(0))), vec![]),
+        (format!("from={}&to={}", q(at(2)), q(at(2) + us)), vec![2, 3, 4]),
+        (format!("from={}&to={}", q(at(2)), q(at(2))), vec![]),
+        (format!("from={}", q(at(5) + us)), vec![]),
+        (clicks_in_range.clone(), vec![1, 3, 4, 5]),
+        (format!("type=page_view&from={}", q(at(2))), vec![2, 6]),
+    ];
+    for (query, expected) in cases {
+        let expected: BTreeSet<Uuid> = expected.into_iter().map(id).collect();
+        assert_eq!(id_set(&events(&app, &t, &query).await), expected, "{query}");
+    }
+
+    // Pages inside a filtered range: each matching event once, in order, whatever the page size.
+    for (query, members) in [(in_range, vec![1, 2, 3, 4, 5]), (clicks_in_range, vec![1, 3, 4, 5])] {
+        let expected = newest_first(&members.iter().map(|&i| (sent[i].0, sent[i].2)).collect::<Vec<_>>());
+        for limit in [1, 2, 3, 4] {
+            assert_eq!(paged_ids(&app, &t, &query, limit).await, expected, "{query} at {limit} a page");
+        }
+    }
+}
+
+/// `lead_id` lists the events carrying the lead (openapi: "Only events carrying this lead"):
+/// those identified by an email, those stored after their visitor was linked, and those sent with
+/// the lead's id. Its visitor's anonymous history before the link is the timeline's, not this
+/// filter's.
+#[tokio::test]
+async fn the_lead_id_filter_lists_exactly_the_events_carrying_the_lead() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("lead-filter").await;
+    let base = two_hours_ago();
+    let at = |minute: i64| base + chrono::Duration::minutes(minute);
+    let (node, key) = (&app, t.write_key.as_str());
+    let send = |events: Vec<Value>| {
+        let body = json!({"events": events});
+        async move {
+            let (status, _, answer) = collect(node, key, &body, None).await;
+            assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+        }
+    };
+    // Anonymous browsing, then a form that names the visitor.
+    let before = Uuid::now_v7();
+    send(vec![event_at(before, "page_view", "v.ann", at(0))]).await;
+    wait_for_events(&app, &t, "visitor_id=v.ann", 1).await;
+    let form = Uuid::now_v7();
+    let mut signup = event_at(form, "form_submit", "v.ann", at(1));
+    signup["properties"] = json!({"form_id": "signup", "email": "ann@example.com"});
+    send(vec![signup]).await;
+    wait_for_events(&app, &t, "visitor_id=v.ann", 2).await;
+    let (_, leads) = app.call(Method::GET, "/v1/leads?email=ann@example.com", Some(&t.owner_key), None).await;
+    let ann = leads["data"][0]["id"].as_str().expect("a lead made by the form").to_owned();
+    let (_, bob) =
+        app.call(Method::POST, "/v1/leads", Some(&t.owner_key), Some(json!({"email": "bob@example.com"}))).await;
+    let bob = bob["id"].as_str().expect("lead").to_owned();
+    // Ann's visitor again; Ann's id sent from another device; Bob's; an unknown visitor's.
+    let (after, sent_with_id, bobs, strangers) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let mut with_ann = event_at(sent_with_id, "page_view", "v.ann-phone", at(3));
+    with_ann["lead_id"] = json!(ann);
+    let mut with_bob = event_at(bobs, "page_view", "v.bob", at(2));
+    with_bob["lead_id"] = json!(bob);
+    send(vec![
+        event_at(after, "page_view", "v.ann", at(2)),
+        with_ann,
+        with_bob,
+        event_at(strangers, "page_view", "v.stranger", at(2)),
+    ])
+    .await;
+    let stored = wait_for_events(&app, &t, "", 6).await;
+    let lead_of = |id: Uuid| stored.iter().find(|e| id_of(e) == id).expect("stored")["lead_id"].clone();
+    assert!(lead_of(before).is_null(), "stored before its visitor was known");
+    assert_eq!(lead_of(after), json!(ann), "stored after the link");
+
+    let set = |ids: &[Uuid]| ids.iter().copied().collect::<BTreeSet<Uuid>>();
+    let cases = [
+        (format!("lead_id={ann}"), set(&[form, after, sent_with_id])),
+        (format!("lead_id={bob}"), set(&[bobs])),
+        (format!("lead_id={}", Uuid::now_v7()), set(&[])),
+        (format!("lead_id={ann}&from={}", rfc3339(at(2))), set(&[after, sent_with_id])),
+        (format!("lead_id={ann}&to={}", rfc3339(at(2))), set(&[form])),
+        (format!("lead_id={ann}&type=form_submit"), set(&[form])),
+        (format!("lead_id={ann}&visitor_id=v.ann"), set(&[form, after])),
+        (format!("lead_id={bob}&visitor_id=v.ann"), set(&[])),
+    ];
+    for (query, expected) in cases {
+        assert_eq!(id_set(&events(&app, &t, &query).await), expected, "{query}");
+    }
+    // The anonymous view is Ann's through her visitor: on her timeline, not under the filter.
+    let (status, timeline) =
+        app.call(Method::GET, &format!("/v1/leads/{ann}/timeline"), Some(&t.owner_key), None).await;
+    assert_eq!(status, StatusCode::OK, "{timeline}");
+    assert_eq!(id_set(timeline["data"].as_array().expect("data")), set(&[before, form, after, sent_with_id]));
+    // Pages of the filtered set: each of Ann's events once, newest first.
+    let expected = newest_first(&[(form, at(1)), (after, at(2)), (sent_with_id, at(3))]);
+    for limit in [1, 2, 3] {
+        assert_eq!(paged_ids(&app, &t, &format!("lead_id={ann}"), limit).await, expected, "{limit} a page");
+    }
+}
+
 /// A page view as the edge would put it in the stream, with `meta` as raw JSON text (which may
 /// be something PostgreSQL refuses).
 fn page_view_entry(tenant: TenantId, id: Uuid, visitor: &str, meta: &str) -> IngestEntry {
@@ -435,8 +633,8 @@ fn page_view_entry(tenant: TenantId, id: Uuid, visitor: &str, meta: &str) -> Ing
         id,
         event_type: flywheel_contracts::events::EventType::PageView,
         source: flywheel_contracts::events::EventSource::Web,
-        occurred_at_us: chrono::Utc::now().timestamp_micros(),
-        received_at_us: chrono::Utc::now().timestamp_micros(),
+        occurred_at_us: Utc::now().timestamp_micros(),
+        received_at_us: Utc::now().timestamp_micros(),
         visitor_id: Some(visitor.to_owned()),
         session_id: None,
         lead_id: None,
@@ -549,7 +747,7 @@ async fn cookieless_visitors_get_a_daily_hash_and_a_server_session() {
     assert_eq!(send("Browser A", Some("client-chosen")).await, StatusCode::ACCEPTED);
     assert_eq!(send("Browser B", None).await, StatusCode::ACCEPTED);
     let stored = wait_for_events(&app, &t, "", 3).await;
-    let visitors: std::collections::BTreeSet<&str> = stored.iter().filter_map(|e| e["visitor_id"].as_str()).collect();
+    let visitors: BTreeSet<&str> = stored.iter().filter_map(|e| e["visitor_id"].as_str()).collect();
     assert_eq!(visitors.len(), 2, "one visitor per browser, whatever the client sends: {stored:?}");
     assert!(visitors.iter().all(|v| v.starts_with("c.")));
     let a: Vec<&Value> = stored.iter().filter(|e| e["context"]["user_agent"] == "Browser A").collect();
@@ -604,6 +802,75 @@ async fn tenants_cannot_write_or_read_each_others_events() {
             .execute(&mut *tx)
             .await;
     assert!(denied.is_err(), "row-level security refuses another tenant's event");
+}
+
+/// Another tenant's lead id, visitor id or time range reads nothing of the tenant's, not even
+/// when its own events name that lead or happened at the same instants.
+#[tokio::test]
+async fn another_tenant_filtering_by_a_tenants_lead_visitor_or_times_gets_none_of_its_events() {
+    let app = TestApp::spawn().await;
+    let a = app.tenant("filter-iso-a").await;
+    let b = app.tenant("filter-iso-b").await;
+    let mut leads = Vec::new();
+    for t in [&a, &b] {
+        let (status, lead) =
+            app.call(Method::POST, "/v1/leads", Some(&t.owner_key), Some(json!({"email": "ann@shop.example"}))).await;
+        assert_eq!(status, StatusCode::CREATED, "{lead}");
+        leads.push(lead["id"].as_str().expect("lead").parse::<Uuid>().expect("uuid"));
+    }
+    let (lead_a, lead_b) = (leads[0], leads[1]);
+    assert_ne!(lead_a, lead_b);
+    let base = two_hours_ago();
+    let at = |minute: i64| base + chrono::Duration::minutes(minute);
+    let with_lead = |id: Uuid, visitor: &str, lead: Option<Uuid>, when: DateTime<Utc>| {
+        let mut e = event_at(id, "page_view", visitor, when);
+        if let Some(lead) = lead {
+            e["lead_id"] = json!(lead);
+        }
+        e
+    };
+    let (a1, a2) = (Uuid::now_v7(), Uuid::now_v7());
+    let (b1, b2, b3) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    let sends = [
+        (&a, vec![with_lead(a1, "v.a", Some(lead_a), at(1)), with_lead(a2, "v.a", Some(lead_a), at(2))]),
+        // B names A's lead (a guessed or leaked id), its own, and none, at A's very instants.
+        (
+            &b,
+            vec![
+                with_lead(b1, "v.b", Some(lead_a), at(1)),
+                with_lead(b2, "v.b2", Some(lead_b), at(2)),
+                with_lead(b3, "v.b3", None, at(1)),
+            ],
+        ),
+    ];
+    for (t, batch) in sends {
+        let (status, _, body) = collect(&app, &t.write_key, &json!({"events": batch}), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    wait_for_events(&app, &a, "", 2).await;
+    let in_b = wait_for_events(&app, &b, "", 3).await;
+    let b1_stored = in_b.iter().find(|e| id_of(e) == b1).expect("B's event naming A's lead");
+    assert!(b1_stored["lead_id"].is_null(), "A's lead is dropped from B's event: {b1_stored}");
+
+    let set = |ids: &[Uuid]| ids.iter().copied().collect::<BTreeSet<Uuid>>();
+    let range = format!("from={}&to={}", rfc3339(at(0)), rfc3339(at(3)));
+    let cases = [
+        // What each tenant holds: the data the empty answers below could have leaked.
+        (&a, format!("lead_id={lead_a}"), set(&[a1, a2])),
+        (&a, range.clone(), set(&[a1, a2])),
+        (&b, range.clone(), set(&[b1, b2, b3])),
+        (&b, format!("lead_id={lead_b}"), set(&[b2])),
+        // Each other's lead, visitor and lead within the range.
+        (&b, format!("lead_id={lead_a}"), set(&[])),
+        (&b, format!("lead_id={lead_a}&{range}"), set(&[])),
+        (&b, "visitor_id=v.a".to_owned(), set(&[])),
+        (&a, format!("lead_id={lead_b}"), set(&[])),
+        (&a, "visitor_id=v.b2".to_owned(), set(&[])),
+    ];
+    for (t, query, expected) in cases {
+        assert_eq!(id_set(&events(&app, t, &query).await), expected, "{} with {query}", t.id);
+    }
+    assert_eq!(paged_ids(&app, &b, &format!("lead_id={lead_a}"), 1).await, Vec::<Uuid>::new());
 }
 
 #[tokio::test]
@@ -686,18 +953,36 @@ async fn per_client_limits_forwarded_addresses_and_null_origins() {
     };
     // The right-most address is the proxy's view; what the client put before it is ignored.
     let mut statuses = Vec::new();
+    let mut refusal = None;
     for _ in 0..8 {
-        statuses.push(send(&t.write_key, "10.9.9.9, 203.0.113.9").await.expect("send").status());
+        let resp = send(&t.write_key, "10.9.9.9, 203.0.113.9").await.expect("send");
+        statuses.push(resp.status());
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS && refusal.is_none() {
+            let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let (retry_after, content_type) = (header("retry-after"), header("content-type"));
+            refusal = Some((retry_after, content_type, resp.json::<Value>().await.expect("a JSON error")));
+        }
     }
-    assert!(statuses.contains(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    let (retry_after, content_type, body) = refusal.unwrap_or_else(|| panic!("a 429 at 3 requests/s: {statuses:?}"));
+    // The tenant's own limit (the node's 2,000 events/s) is far off: this is the address's 429.
+    let retry_after: u64 = retry_after.expect("a Retry-After header").parse().expect("whole seconds");
+    // One request more every third of a second: under a second's wait, rounded up.
+    assert_eq!(retry_after, 1, "Retry-After for a client over 3 requests/s");
+    assert!(content_type.is_some_and(|ct| ct.starts_with("application/json")), "a JSON error");
+    let detail = body["error"].as_object().unwrap_or_else(|| panic!("{{\"error\": {{..}}}}: {body}"));
+    assert_eq!(body.as_object().map(|o| o.len()), Some(1), "only the error: {body}");
+    assert_eq!(detail.get("code"), Some(&json!("rate_limited")), "{body}");
+    assert!(detail.get("message").and_then(Value::as_str).is_some_and(|m| !m.is_empty()), "{body}");
+    assert_eq!(detail.len(), 2, "no field names a culprit in the body: {body}");
     // Another client address, and the same address for another tenant, are not limited.
     assert_eq!(send(&t.write_key, "10.9.9.9, 198.51.100.4").await.expect("send").status(), StatusCode::ACCEPTED);
     assert_eq!(send(&other.write_key, "203.0.113.9").await.expect("send").status(), StatusCode::ACCEPTED);
-    let stored = eventually("stored", Duration::from_secs(20), || async {
-        let got = events(&app, &t, "visitor_id=v.ip").await;
-        (!got.is_empty()).then_some(got)
-    })
-    .await;
+    // Waiting what Retry-After says is enough for the same address to get in again.
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    assert_eq!(send(&t.write_key, "203.0.113.9").await.expect("send").status(), StatusCode::ACCEPTED);
+    // Exactly the accepted requests were stored, the refused ones not at all.
+    let accepted = statuses.iter().filter(|s| **s == StatusCode::ACCEPTED).count() + 2;
+    let stored = wait_for_events(&app, &t, "visitor_id=v.ip", accepted).await;
     assert!(stored.iter().all(|e| e["ip"] == "203.0.113.0" || e["ip"] == "198.51.100.0"), "{stored:?}");
 
     // Origin: null (a sandboxed frame) is refused once the tenant lists its origins.
@@ -747,8 +1032,8 @@ async fn a_batch_mixing_tenants_stores_each_event_under_its_own_tenant_only() {
         id: Uuid::now_v7(),
         event_type: flywheel_contracts::events::EventType::FormSubmit,
         source: flywheel_contracts::events::EventSource::Web,
-        occurred_at_us: chrono::Utc::now().timestamp_micros(),
-        received_at_us: chrono::Utc::now().timestamp_micros(),
+        occurred_at_us: Utc::now().timestamp_micros(),
+        received_at_us: Utc::now().timestamp_micros(),
         visitor_id: Some(visitor.into()),
         session_id: None,
         lead_id: lead,
@@ -815,8 +1100,8 @@ async fn deleting_a_lead_clears_it_from_its_tenants_events_and_deleting_a_tenant
         id: Uuid::now_v7(),
         event_type: flywheel_contracts::events::EventType::Click,
         source: flywheel_contracts::events::EventSource::Web,
-        occurred_at_us: chrono::Utc::now().timestamp_micros(),
-        received_at_us: chrono::Utc::now().timestamp_micros(),
+        occurred_at_us: Utc::now().timestamp_micros(),
+        received_at_us: Utc::now().timestamp_micros(),
         visitor_id: Some("v.shared".into()),
         session_id: None,
         lead_id: Some(lead),
