@@ -1,7 +1,9 @@
 //! The tracking script (t.js) in a real page in headless Chromium: a page on another origin embeds
 //! the snippet, a visitor views it, clicks a marked link and signs up, and the node stores the
 //! page view, the click and the form submit with one visitor and one session, each under the
-//! time-ordered id the script gave it.
+//! time-ordered id the script gave it. Also: a referral link's ref and click ids, the cookie
+//! session's 30 minutes and what follows it, and a page that stays whole when the script cannot
+//! deliver (a wrong key, an unreachable node).
 
 use std::time::Duration;
 
@@ -9,26 +11,34 @@ use axum::Router;
 use axum::response::Html;
 use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
-use flywheel_tests::webdriver::{ChromeDriver, Session};
+use flywheel_tests::webdriver::{ChromeDriver, Cookie, Session};
 use flywheel_tests::{TestApp, TestTenant, eventually};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+/// The snippet of `app`'s node with the write key `key` and `attributes` (e.g. ` data-cookieless`).
+fn snippet(app: &TestApp, key: &str, attributes: &str) -> String {
+    format!(r#"<script async src="{node}/t.js" data-key="{key}"{attributes}></script>"#, node = app.base)
+}
+
 /// Serves, on an origin of its own, a page embedding the snippet of `t`'s node; returns the origin.
 async fn serve_page(app: &TestApp, t: &TestTenant, cookieless: bool) -> String {
-    let cookieless = if cookieless { " data-cookieless" } else { "" };
+    serve_page_with(snippet(app, &t.write_key, if cookieless { " data-cookieless" } else { "" })).await
+}
+
+/// Serves, on an origin of its own, the shop's page with `head` (the snippet, and any script of
+/// the page's own) in its head, and the thank-you page its form posts to; returns the origin.
+async fn serve_page_with(head: String) -> String {
     let page = format!(
         r##"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Trail shoes</title>
-<script async src="{node}/t.js" data-key="{key}"{cookieless}></script></head>
+{head}</head>
 <body><h1>Trail shoes for dawn runners</h1>
 <a id="cta" href="#pricing" data-fw-click="hero-cta">See pricing</a>
 <form id="signup" action="/thanks" method="post"><input type="email" name="email">
 <button type="submit" id="send">Sign up</button></form>
-<h2 id="pricing">Pricing</h2></body></html>"##,
-        node = app.base,
-        key = t.write_key,
+<h2 id="pricing">Pricing</h2></body></html>"##
     );
     let site = Router::new()
         .route("/", get(move || std::future::ready(Html(page.clone()))))
@@ -70,6 +80,16 @@ async fn events_when(app: &TestApp, t: &TestTenant, what: &str, check: impl Fn(&
         check(data).then(|| data.clone())
     })
     .await
+}
+
+/// The page's cookie `name`, if it has one.
+async fn cookie(browser: &Session, name: &str) -> Option<Cookie> {
+    browser.cookies().await.expect("the page's cookies").into_iter().find(|c| c.name == name)
+}
+
+/// Navigates within the page as a single-page app does (`history.pushState`).
+async fn push_state(browser: &Session, path: &str) {
+    browser.execute("history.pushState({}, '', arguments[0])", vec![json!(path)]).await.expect("navigate in the page");
 }
 
 fn of_type<'a>(events: &'a [Value], event_type: &str) -> Vec<&'a Value> {
@@ -170,4 +190,250 @@ async fn cookieless_snippet_sets_no_cookie_and_the_node_derives_the_visitor() {
         assert_eq!(event["visitor_id"], visitor, "one visitor: {event}");
         assert_eq!(event["session_id"], session, "one session across SPA navigations: {event}");
     }
+}
+
+#[tokio::test]
+async fn referral_link_records_its_ref_and_click_id_and_an_affiliate_click() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("tracker-referral").await;
+    let origin = serve_page(&app, &t, false).await;
+    allow(&app, &t, &origin, false).await;
+
+    let driver = ChromeDriver::start().await.expect("chromedriver (scripts/setup installs chromium-driver)");
+    let browser = driver.session().await.expect("a headless Chromium session");
+    let landing = format!("{origin}/?ref=partner42&fbclid=fb123");
+    open(&browser, &landing).await;
+    // Then two pages whose ref is not a referral code: markup, and too short.
+    push_state(&browser, "/pricing?ref=%3Cb%3E").await;
+    push_state(&browser, "/plans?ref=ab").await;
+    let visitor = cookie(&browser, "_fw_vid").await.expect("the visitor cookie").value;
+    let session = cookie(&browser, "_fw_sid").await.expect("the session cookie").value;
+
+    // An affiliate click is sent with its page view (one batch, stored at once): once the third
+    // page view is stored, any affiliate click of the refused refs would be too.
+    let events = events_when(&app, &t, "three page views and an affiliate click", |events| {
+        of_type(events, "page_view").len() == 3 && !of_type(events, "affiliate_click").is_empty()
+    })
+    .await;
+    browser.delete().await.expect("close the browser");
+    let page_view = |url: String| {
+        *of_type(&events, "page_view")
+            .iter()
+            .find(|e| e["context"]["url"] == json!(url))
+            .unwrap_or_else(|| panic!("no page view of {url}: {events:?}"))
+    };
+    let landed = page_view(landing.clone());
+    assert_eq!(landed["context"]["ref"], "partner42", "{landed}");
+    assert_eq!(landed["context"]["click_ids"]["fbclid"], "fb123", "{landed}");
+    for refused in [format!("{origin}/pricing?ref=%3Cb%3E"), format!("{origin}/plans?ref=ab")] {
+        let viewed = page_view(refused);
+        assert_eq!(viewed["context"]["ref"], Value::Null, "an invalid ref is not captured: {viewed}");
+        assert_eq!(viewed["session_id"], json!(session), "{viewed}");
+    }
+    let clicks = of_type(&events, "affiliate_click");
+    let [affiliate] = clicks[..] else { panic!("one affiliate click (of the valid ref) expected: {clicks:?}") };
+    assert_eq!(affiliate["source"], "web", "{affiliate}");
+    assert_eq!(affiliate["context"]["ref"], "partner42", "{affiliate}");
+    assert_eq!(affiliate["context"]["click_ids"]["fbclid"], "fb123", "{affiliate}");
+    assert_eq!(affiliate["context"]["url"], json!(landing), "{affiliate}");
+    assert_ne!(affiliate["id"], landed["id"], "an event of its own");
+    let at = |e: &Value| e["occurred_at"].as_str().and_then(|t| t.parse::<DateTime<Utc>>().ok()).expect("a time");
+    assert!(at(affiliate) >= at(landed), "recorded after its page view: {affiliate} {landed}");
+    for event in [landed, affiliate] {
+        assert_eq!(event["visitor_id"], json!(visitor), "the visitor of the _fw_vid cookie: {event}");
+        assert_eq!(event["session_id"], json!(session), "the session of the _fw_sid cookie: {event}");
+    }
+}
+
+#[tokio::test]
+async fn cookie_session_ends_after_30_minutes_idle_and_the_next_one_keeps_the_visitor() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("tracker-session").await;
+    let origin = serve_page(&app, &t, false).await;
+    allow(&app, &t, &origin, false).await;
+
+    let driver = ChromeDriver::start().await.expect("chromedriver (scripts/setup installs chromium-driver)");
+    let browser = driver.session().await.expect("a headless Chromium session");
+    let before = Utc::now().timestamp();
+    open(&browser, &format!("{origin}/")).await;
+    let sid = cookie(&browser, "_fw_sid").await.expect("the session cookie");
+    let vid = cookie(&browser, "_fw_vid").await.expect("the visitor cookie");
+    let after = Utc::now().timestamp();
+    // The cookie lives 30 minutes from the last event, the visitor's a year (a generous margin:
+    // the test asserts the lifetimes, not how fast the machine is).
+    let expires_in = |c: &Cookie, lifetime: i64| {
+        let expiry = c.expiry.and_then(|e| i64::try_from(e).ok()).unwrap_or_else(|| panic!("no expiry: {c:?}"));
+        assert!(
+            (before + lifetime - 120..=after + lifetime + 120).contains(&expiry),
+            "{} expires at {expiry}, not {lifetime} s after {before}..{after}",
+            c.name
+        );
+    };
+    expires_in(&sid, 30 * 60);
+    expires_in(&vid, 365 * 24 * 3600);
+    let (visitor, session) = (vid.value, sid.value);
+
+    // An SPA navigation within the session: a second page view, same visitor and session.
+    push_state(&browser, "/pricing").await;
+    let events = events_when(&app, &t, "two page views", |events| of_type(events, "page_view").len() == 2).await;
+    for event in &events {
+        assert_eq!(event["visitor_id"], json!(visitor), "{event}");
+        assert_eq!(event["session_id"], json!(session), "one session across SPA navigations: {event}");
+    }
+    assert!(events.iter().any(|e| e["context"]["url"] == json!(format!("{origin}/pricing"))), "{events:?}");
+
+    // 30 minutes idle: the browser drops the expired cookie, as deleting it does.
+    browser.execute("document.cookie = '_fw_sid=; max-age=0; path=/'", vec![]).await.expect("delete the cookie");
+    assert_eq!(cookie(&browser, "_fw_sid").await, None, "the session cookie is gone");
+    push_state(&browser, "/plans").await;
+    browser.click(&browser.find("#cta").await.expect("the marked link")).await.expect("click the link");
+    let new_session = cookie(&browser, "_fw_sid").await.expect("a new session cookie").value;
+    assert_ne!(new_session, session, "a new session after the old one expired");
+    assert_eq!(cookie(&browser, "_fw_vid").await.map(|c| c.value), Some(visitor.clone()), "the same visitor");
+    let events = events_when(&app, &t, "a third page view and a click", |events| {
+        of_type(events, "page_view").len() == 3 && of_type(events, "click").len() == 1
+    })
+    .await;
+    browser.delete().await.expect("close the browser");
+    let plans = of_type(&events, "page_view")
+        .into_iter()
+        .find(|e| e["context"]["url"] == json!(format!("{origin}/plans")))
+        .expect("the page view of /plans");
+    let click = of_type(&events, "click")[0];
+    for event in [plans, click] {
+        assert_eq!(event["visitor_id"], json!(visitor), "the visitor stays: {event}");
+        assert_eq!(event["session_id"], json!(new_session), "the new session: {event}");
+    }
+}
+
+/// How the page lets the tracking script send: `navigator.sendBeacon` (the script's first
+/// choice), or `fetch` when the browser has no beacon.
+#[derive(Debug, Clone, Copy)]
+enum Transport {
+    Beacon,
+    Fetch,
+}
+
+/// The head of a page that watches itself: every error and unhandled rejection is logged in
+/// `sessionStorage` (so the log outlives the form's navigation), what the tracking script sends
+/// is counted (`sent`, and `settled` once its answer or failure arrived), and the page's own code
+/// after the snippet sets `pageOk` and counts clicks on the marked link.
+fn watched_head(snippet: &str, transport: Transport) -> String {
+    let beacon = match transport {
+        Transport::Beacon => "(url, body) => (++sent, ++settled, beacon(url, body))",
+        Transport::Fetch => "undefined",
+    };
+    format!(
+        r#"<script>
+const log = (what) =>
+  sessionStorage.setItem('log', JSON.stringify([...JSON.parse(sessionStorage.getItem('log') || '[]'), what]));
+addEventListener('error', (e) => log('error: ' + e.message));
+addEventListener('unhandledrejection', (e) => log('rejection: ' + ((e.reason && e.reason.message) || e.reason)));
+var sent = 0, settled = 0;
+const beacon = navigator.sendBeacon.bind(navigator);
+navigator.sendBeacon = {beacon};
+const realFetch = fetch;
+// The caller gets a promise that rejects as the real one does: unhandled, it is reported.
+window.fetch = function () {{
+  sent++;
+  return realFetch.apply(this, arguments).then((r) => (settled++, r), (e) => {{ settled++; throw e; }});
+}};
+</script>
+{snippet}
+<script>
+var pageOk = true, pageClicks = 0;
+// Errors the page's own code lets escape: the test's probes of this watch.
+const probe = () => {{
+  setTimeout(() => {{ throw new Error('probe'); }});
+  Promise.reject(new Error('probe'));
+}};
+document.addEventListener('click', (e) => e.target.closest('#cta') && pageClicks++);
+</script>"#
+    )
+}
+
+/// On a page served by `serve_page_with(watched_head(..))` whose script cannot deliver: the page's
+/// own code ran, the marked link and the form work, and no error or unhandled rejection reached
+/// the page but the two probes the test itself throws (which prove the watch works).
+async fn assert_page_unbroken(browser: &Session, origin: &str, case: &str) {
+    open(browser, &format!("{origin}/")).await;
+    let state = |script: &'static str| async move { browser.execute(script, vec![]).await.expect("read the page") };
+    assert_eq!(state("return window.pageOk").await, json!(true), "{case}: the page's own script ran");
+    browser.click(&browser.find("#cta").await.expect("the marked link")).await.expect("click the link");
+    // The page view and the click were sent, and their failures have come back.
+    let seen = eventually(&format!("{case}: the link followed, two sends settled"), Duration::from_secs(10), || {
+        let read = state("return [pageClicks, location.hash, sent, settled]");
+        async move { read.await.as_array().filter(|s| s[2].as_u64() >= Some(2) && s[2] == s[3]).cloned() }
+    })
+    .await;
+    assert_eq!(seen[..2], [json!(1), json!("#pricing")], "{case}: the page's click handler and the link's default ran");
+    assert!(cookie(browser, "_fw_vid").await.is_some(), "{case}: the script recorded events");
+    // Probes, queued after anything the script may have thrown: once they are logged, so is that.
+    // The page's own function throws them (what WebDriver evaluates itself is not reported to the page).
+    state("probe()").await;
+    let probes = || async {
+        let log = state("return sessionStorage.getItem('log')").await;
+        let mut log: Vec<String> = serde_json::from_str(log.as_str()?).ok()?;
+        log.sort_unstable();
+        Some(log)
+    };
+    let expected = ["error: Uncaught Error: probe", "rejection: probe"];
+    let log = eventually(&format!("{case}: the probes logged"), Duration::from_secs(10), || async {
+        probes().await.filter(|log| log.len() >= 2)
+    })
+    .await;
+    assert_eq!(log, expected, "{case}: no error reached the page but the probes");
+
+    let email = browser.find("input[type=email]").await.expect("the email field");
+    browser.send_keys(&email, "ana@example.com").await.expect("type the email");
+    browser.click(&browser.find("#send").await.expect("the submit button")).await.expect("submit the form");
+    eventually(&format!("{case}: the thank-you page"), Duration::from_secs(10), || async {
+        browser.current_url().await.ok().filter(|url| url == &format!("{origin}/thanks"))
+    })
+    .await;
+    assert_eq!(probes().await.expect("the log"), expected, "{case}: no error while submitting");
+}
+
+#[tokio::test]
+async fn a_wrong_write_key_never_breaks_the_host_page() {
+    let app = TestApp::spawn().await;
+    let wrong_key = format!("fwp_{}", Uuid::new_v4().simple());
+    let (status, body) = app
+        .call(
+            Method::POST,
+            &format!("/v1/collect?key={wrong_key}"),
+            None,
+            Some(json!({"events": [{"type": "page_view", "source": "web", "context": {"url": "https://shop.test/"}}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the node refuses the key: {body}");
+
+    let driver = ChromeDriver::start().await.expect("chromedriver (scripts/setup installs chromium-driver)");
+    let browser = driver.session().await.expect("a headless Chromium session");
+    for transport in [Transport::Beacon, Transport::Fetch] {
+        let origin = serve_page_with(watched_head(&snippet(&app, &wrong_key, ""), transport)).await;
+        assert_page_unbroken(&browser, &origin, &format!("wrong key, {transport:?}")).await;
+    }
+    browser.delete().await.expect("close the browser");
+}
+
+#[tokio::test]
+async fn an_unreachable_node_never_breaks_the_host_page() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("tracker-unreachable").await;
+    // A port bound but not listening: connections to it are refused, and no one else can take it.
+    let closed = tokio::net::TcpSocket::new_v4().expect("a socket");
+    closed.bind("127.0.0.1:0".parse().expect("an address")).expect("bind a loopback port");
+    let api = format!("http://{}", closed.local_addr().expect("local addr"));
+
+    let driver = ChromeDriver::start().await.expect("chromedriver (scripts/setup installs chromium-driver)");
+    let browser = driver.session().await.expect("a headless Chromium session");
+    for transport in [Transport::Beacon, Transport::Fetch] {
+        // The script comes from the node; the events go to the closed port.
+        let head = watched_head(&snippet(&app, &t.write_key, &format!(r#" data-api="{api}""#)), transport);
+        let origin = serve_page_with(head).await;
+        assert_page_unbroken(&browser, &origin, &format!("unreachable node, {transport:?}")).await;
+    }
+    browser.delete().await.expect("close the browser");
+    drop(closed);
 }
