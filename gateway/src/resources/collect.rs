@@ -575,7 +575,7 @@ fn enrich(mut event: TrackingEvent, request: &RequestFacts<'_>, bots: &mut BotMe
     // Time: the client's, unless it is implausible; then the bound, flagged.
     let max_age = if event.source == EventSource::Import { config.max_import_age } else { config.max_age };
     let occurred_at = match event.occurred_at {
-        None => now,
+        None => minted_at(event.id).filter(|t| *t <= now + config.max_future && *t >= now - max_age).unwrap_or(now),
         Some(t) if t > now + config.max_future => {
             clamped_from = Some(t.to_rfc3339());
             now
@@ -649,6 +649,16 @@ fn enrich(mut event: TrackingEvent, request: &RequestFacts<'_>, bots: &mut BotMe
         identify_email,
         meta,
     }
+}
+
+/// When a UUID v7 was minted (its first 48 bits are a Unix time in milliseconds): the time of an
+/// event sent without `occurred_at` under a v7 id. A retry of it then lands on the same time
+/// however late it comes, so the duplicate check (within a day of the event's time) finds the
+/// first copy; the receipt time would move with every retry.
+fn minted_at(id: Option<Uuid>) -> Option<DateTime<Utc>> {
+    let id = id.filter(|id| id.get_version_num() == 7)?;
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
 }
 
 /// `OPTIONS /v1/collect`: the CORS preflight of a `fetch` with a JSON body or the key header.
@@ -773,6 +783,15 @@ mod tests {
         assert_eq!(ceil_secs(Duration::from_millis(1900)), 2);
         assert_eq!(ceil_secs(Duration::from_millis(1000)), 1);
         assert_eq!(ceil_secs(Duration::from_millis(3)), 1);
+    }
+
+    #[test]
+    fn a_v7_id_gives_its_minting_time_and_other_ids_none() {
+        let at = DateTime::from_timestamp(1_790_000_000, 123_000_000).expect("time");
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, 1_790_000_000, 123_000_000);
+        assert_eq!(minted_at(Some(Uuid::new_v7(ts))), Some(at));
+        assert_eq!(minted_at(Some(Uuid::new_v4())), None);
+        assert_eq!(minted_at(None), None);
     }
 
     #[test]

@@ -166,6 +166,63 @@ async fn collected_events_are_stored_once_with_what_the_edge_adds() {
     assert!(second["next_cursor"].is_null());
 }
 
+/// An event sent without `occurred_at` under a UUID v7 id takes the id's time, so its retries
+/// match the first copy however late they come (the duplicate check looks within a day of the
+/// event's time); under a v4 id, or a v7 id whose time is outside the accepted window, it takes
+/// its receipt time, unflagged (the client stated no time to clamp).
+#[tokio::test]
+async fn an_event_without_a_time_takes_its_v7_ids_time_so_late_retries_stay_one_row() {
+    let app = TestApp::spawn().await;
+    let t = app.tenant("minted-time").await;
+    let v7_at = |at: DateTime<Utc>| {
+        let secs = u64::try_from(at.timestamp()).expect("after 1970");
+        Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, at.timestamp_subsec_millis() * 1_000_000))
+    };
+    let three_days_ago = DateTime::from_timestamp_millis((Utc::now() - chrono::Duration::days(3)).timestamp_millis())
+        .expect("a time to the millisecond");
+    let (old, ahead, random) = (v7_at(three_days_ago), v7_at(Utc::now() + chrono::Duration::days(1)), Uuid::new_v4());
+    let without_time = |id: Uuid| json!({"id": id, "type": "page_view", "source": "web", "visitor_id": "v.minted"});
+    let before = Utc::now();
+    let (status, _, body) = collect(
+        &app,
+        &t.write_key,
+        &json!({"events": [without_time(old), without_time(ahead), without_time(random)]}),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let stored = wait_for_events(&app, &t, "", 3).await;
+    let after = Utc::now();
+    let time_of = |id: Uuid| {
+        let e = stored.iter().find(|e| id_of(e) == id).expect("stored");
+        assert!(e["clamped_from"].is_null(), "no time was sent, so none was clamped: {e}");
+        DateTime::parse_from_rfc3339(e["occurred_at"].as_str().expect("a time")).expect("rfc3339").with_timezone(&Utc)
+    };
+    assert_eq!(time_of(old), three_days_ago, "the v7 id's time");
+    for id in [ahead, random] {
+        let at = time_of(id);
+        assert!(before - chrono::Duration::seconds(1) <= at && at <= after, "the receipt time: {at} ({id})");
+    }
+
+    // Retries of the three-day-old event, also without a time, with a new event as a marker:
+    // once the marker is stored, so is whatever of its request was new.
+    let marker = Uuid::now_v7();
+    for _ in 0..2 {
+        let (status, _, body) = collect(&app, &t.write_key, &json!({"events": [without_time(old)]}), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (status, _, body) =
+        collect(&app, &t.write_key, &json!({"events": [without_time(old), without_time(marker)]}), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let stored = wait_for_events(&app, &t, "", 4).await;
+    eventually("the stream to drain", Duration::from_secs(20), || async {
+        (app.stream.backlog().await.ok()? == 0).then_some(())
+    })
+    .await;
+    assert_eq!(id_set(&stored), BTreeSet::from([old, ahead, random, marker]));
+    assert_eq!(events(&app, &t, "").await.len(), 4, "the retries added no row");
+}
+
 #[tokio::test]
 async fn implausible_times_are_clamped_and_flagged_and_bots_flagged() {
     let app = TestApp::spawn().await;
