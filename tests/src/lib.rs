@@ -281,6 +281,18 @@ pub async fn test_redis_in(namespace: String) -> RedisStore {
     RedisStore::connect(&RedisConfig::new(redis_url(), namespace)).await.expect("connect to Redis")
 }
 
+/// A plain Redis client, outside any namespace: for what tests look at below the storage crate's
+/// API (keys left behind, counts set by hand, a consumer group's pending entries).
+pub async fn raw_redis() -> fred::prelude::Client {
+    use fred::prelude::ClientLike;
+    let client =
+        fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&redis_url()).expect("the Redis URL"))
+            .build()
+            .expect("a Redis client");
+    client.init().await.expect("connect to Redis");
+    client
+}
+
 /// A running HTTP edge on a free loopback port, over its own database and Redis namespace.
 pub struct TestApp {
     pub base: String,

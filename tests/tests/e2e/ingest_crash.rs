@@ -47,34 +47,24 @@ async fn stored(db: &TestDb, tenant: Uuid, ids: &[Uuid]) -> (i64, i64) {
     row
 }
 
-/// A plain Redis client, for what the storage crate does not expose: the ingestors' group's
-/// pending entries.
-struct Redis(fred::prelude::Client);
-
-impl Redis {
-    async fn connect() -> Self {
-        use fred::prelude::ClientLike;
-        let client =
-            fred::prelude::Builder::from_config(fred::prelude::Config::from_url(&redis_url()).expect("the Redis URL"))
-                .build()
-                .expect("a Redis client");
-        client.init().await.expect("connect to Redis");
-        Self(client)
+/// Entries of `stream` that consumers of the ingestors' group took and have not acknowledged
+/// (the count of `XPENDING`'s summary; 0 before the group exists).
+async fn pending(redis: &fred::prelude::Client, stream: &str) -> i64 {
+    use flywheel_storage::event_stream::GROUP;
+    use fred::prelude::ClientLike;
+    let command = fred::types::CustomCommand::new_static("XPENDING", None, false);
+    let summary: Result<Vec<fred::types::Value>, _> = redis.custom(command, vec![stream, GROUP]).await;
+    match summary {
+        Ok(summary) => summary.first().and_then(fred::types::Value::as_i64).unwrap_or(0),
+        Err(e) if e.details().starts_with("NOGROUP") => 0,
+        Err(e) => panic!("XPENDING {stream}: {e}"),
     }
+}
 
-    /// Entries of `stream` that consumers of the ingestors' group took and have not acknowledged
-    /// (the count of `XPENDING`'s summary; 0 before the group exists).
-    async fn pending(&self, stream: &str) -> i64 {
-        use flywheel_storage::event_stream::GROUP;
-        use fred::prelude::ClientLike;
-        let command = fred::types::CustomCommand::new_static("XPENDING", None, false);
-        let summary: Result<Vec<fred::types::Value>, _> = self.0.custom(command, vec![stream, GROUP]).await;
-        match summary {
-            Ok(summary) => summary.first().and_then(fred::types::Value::as_i64).unwrap_or(0),
-            Err(e) if e.details().starts_with("NOGROUP") => 0,
-            Err(e) => panic!("XPENDING {stream}: {e}"),
-        }
-    }
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 /// Posts batches of `size` events with client ids until `stop`; returns the ids that got a 202.
@@ -132,20 +122,31 @@ async fn a_node_killed_mid_batch_loses_and_doubles_no_acknowledged_event() {
     // Kill while batches are being stored: some rows are in, more are acknowledged than stored,
     // and the ingestor holds entries it has taken and not acknowledged (a batch in progress).
     let tenant_id = tenant.tenant_id.as_uuid();
-    let redis = Redis::connect().await;
+    let redis = flywheel_tests::raw_redis().await;
     let stream = flywheel_storage::event_stream::EventStream::new(namespace.store().await, Default::default());
     let shard_key = stream.stream_key(stream.shard_of(tenant.tenant_id));
-    eventually("a batch being stored under load", Duration::from_secs(60), || async {
+    eventually("batches being stored under load", Duration::from_secs(60), || async {
         let ids = acked.lock().await.clone();
         let (distinct, _) = stored(&db, tenant_id, &ids).await;
-        (distinct > 0 && ids.len() >= 3000 && redis.pending(&shard_key).await > 0).then_some(())
+        (distinct > 0 && ids.len() >= 3000).then_some(())
+    })
+    .await;
+    // Frozen, the node can neither take nor acknowledge: kill it only while it holds entries it
+    // took and has not acknowledged, else let it go on and look again.
+    let pid = first.0.id();
+    eventually("the node frozen in the middle of a batch", Duration::from_secs(60), || async {
+        signal(pid, "STOP");
+        let held = pending(&redis, &shard_key).await;
+        if held == 0 {
+            signal(pid, "CONT");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        (held > 0).then_some(())
     })
     .await;
     first.0.kill().expect("SIGKILL the node");
     first.0.wait().expect("reap");
-    // Read once the process is gone, so this is what the kill cut off: between an ingestor's
-    // acknowledgement and its next read there are only microseconds with nothing taken.
-    let cut_off = redis.pending(&shard_key).await;
+    let cut_off = pending(&redis, &shard_key).await;
     eprintln!("the killed node held {cut_off} entries taken and not acknowledged");
     assert!(cut_off > 0, "the node was killed in the middle of a batch");
     stop.store(true, Ordering::SeqCst);

@@ -152,7 +152,7 @@ async fn waited_is_the_oldest_entrys_time_in_the_stream() {
 #[tokio::test]
 async fn a_refused_admission_leaves_no_entry_behind() {
     use flywheel_storage::event_stream::{Admission, EventStream, Limits, StreamConfig};
-    use fred::prelude::{ClientLike, KeysInterface};
+    use fred::prelude::KeysInterface;
 
     let namespace = TestNamespace::new();
     let redis = namespace.store().await;
@@ -182,12 +182,7 @@ async fn a_refused_admission_leaves_no_entry_behind() {
     // does not refuse events for ever: the stream held none, so the count starts again.
     stream.discard_all().await.expect("discard");
     let count_key = format!("{}:events", stream.stream_key(0));
-    let pool = fred::prelude::Builder::from_config(
-        fred::prelude::Config::from_url(&flywheel_tests::redis_url()).expect("the Redis URL"),
-    )
-    .build()
-    .expect("a Redis client");
-    pool.init().await.expect("connect to Redis");
+    let pool = flywheel_tests::raw_redis().await;
     let _: () = pool.set(&count_key, 1_000_000, None, None, false).await.expect("set a stale count");
     assert_eq!(stream.admit(tenant, None, open, vec![6; 64], 30).await.expect("admit"), Admission::Accepted);
     assert!(
@@ -313,9 +308,9 @@ async fn concurrent_admissions_leave_exactly_the_admitted_entries() {
 }
 
 /// One busy tenant cannot starve the others: it fills only its own shard, so a tenant on another
-/// shard is still admitted when the busy one is refused with 503, and the ingestors' reads, which
-/// start one shard further along on every take, reach the other tenant's entry within one round
-/// of the shards however much the busy tenant has queued.
+/// shard is still admitted when the busy one is refused with 503; and the ingestors' reads start
+/// one shard further along on every take, so with every shard behind, a round of takes of one
+/// entry's worth each reads every shard once, the other tenant's among them.
 #[tokio::test]
 async fn a_busy_tenant_fills_only_its_shard_and_cannot_hold_others_back() {
     use flywheel_storage::event_stream::{Admission, EventStream, Limits, StreamConfig};
@@ -325,12 +320,11 @@ async fn a_busy_tenant_fills_only_its_shard_and_cannot_hold_others_back() {
     let redis = namespace.store().await;
     let stream = EventStream::new(redis, StreamConfig { shards: SHARDS, max_backlog_per_shard: 1_000 });
     let limits = Limits { tenant_events_per_second: 1_000_000, ip_requests_per_second: None, bucket: "server" };
-    // The busy tenant on the first shard, the other on the last: a reader that always started at
-    // the first shard would never reach the other's entry.
     let on_shard = |shard: u16| {
         std::iter::repeat_with(TenantId::new).find(|t| stream.shard_of(*t) == shard).expect("a tenant on the shard")
     };
-    let (busy, other) = (on_shard(0), on_shard(SHARDS - 1));
+    let tenants: Vec<TenantId> = (0..SHARDS).map(on_shard).collect();
+    let busy = tenants[0];
 
     // The busy tenant sends until its shard's bound refuses it: ten entries of 100 events.
     let mut admitted: usize = 0;
@@ -343,29 +337,28 @@ async fn a_busy_tenant_fills_only_its_shard_and_cannot_hold_others_back() {
         assert!(admitted <= 10, "the bound of 1,000 events stops the busy tenant");
     }
     assert_eq!(admitted, 10);
-    assert_eq!(
-        stream.admit(other, None, limits, vec![2; 64], 1).await.expect("admit"),
-        Admission::Accepted,
-        "another shard's tenant is admitted while the busy one is refused"
-    );
+    // Every other shard is behind too, by three entries of 100 events of its tenant.
+    for &tenant in &tenants[1..] {
+        for _ in 0..3 {
+            let admission = stream.admit(tenant, None, limits, vec![2; 64], 100).await.expect("admit");
+            assert_eq!(
+                admission,
+                Admission::Accepted,
+                "another shard's tenant is admitted while the busy one is refused"
+            );
+        }
+    }
 
-    // Reads of one busy entry's worth of events at a time: the other tenant's entry comes out
-    // within one round of the shards, with most of the busy tenant's backlog still waiting.
+    // Takes of 100 events: each reads one entry, from the shard it starts at.
     let shards: Vec<u16> = (0..SHARDS).collect();
     let mut rotation = 0;
-    let mut busy_taken = 0;
-    let mut rounds = 0;
-    loop {
-        rounds += 1;
-        assert!(rounds <= SHARDS, "the other tenant's entry was not read within {SHARDS} takes");
+    let mut read = Vec::new();
+    for _ in 0..SHARDS {
         let batch =
             stream.take_batch("c1", &shards, &mut rotation, 100, Duration::ZERO, Duration::ZERO).await.expect("take");
-        if batch.iter().any(|e| e.shard == stream.shard_of(other)) {
-            break;
-        }
-        busy_taken += batch.iter().filter(|e| e.shard == stream.shard_of(busy)).count();
+        assert_eq!(batch.len(), 1, "one entry's worth: {batch:?}");
+        read.push(batch[0].shard);
     }
-    // Before it, each take read at most one busy entry (its 100 events fill the budget).
-    assert!(busy_taken < usize::from(SHARDS), "the busy tenant had {busy_taken} entries read first");
-    assert!(admitted - busy_taken >= 7, "most of the busy tenant's backlog was still waiting");
+    read.sort_unstable();
+    assert_eq!(read, shards, "a round of takes reads every shard once");
 }
