@@ -151,7 +151,7 @@ pub struct TrackingEvent {
     #[serde(rename = "type")]
     pub event_type: EventType,
     /// When absent, the time in `id` when that is a UUID v7 within the accepted window (so a
-    /// late retry stays a duplicate), else the time the edge received the event.
+    /// retry within that window stays a duplicate), else the time the edge received the event.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub occurred_at: Option<DateTime<Utc>>,
     pub source: EventSource,

@@ -234,9 +234,11 @@ return out
 /// Takes over stale pending entries (`XAUTOCLAIM`). Its `read_entries` appends entries to `out`
 /// as flat quintuples `{shard, id, payload or false, events, counted}` (an entry's `n` field is
 /// its event count; 1 when absent, as in entries of format 1) and spends the event budget.
-/// Reads start with one entry, then size themselves on the largest entry seen, so a batch
-/// passes its event budget by less than one entry's events ([`next_count`] is the same rule
-/// for [`EventStream::take`]).
+/// Reads start with one entry, then size themselves on the largest entry seen so far
+/// ([`next_count`] is the same rule for [`EventStream::take`]): while entries are no larger than
+/// that, a batch passes its event budget by less than one entry's events; entries larger than
+/// any seen before can take one read (at most [`READ_CHUNK`] entries) further past it. The
+/// budget is a target; what bounds a batch is the entries per call.
 static CLAIM: Script = Script::new(
     r#"
 local function read_entries(out, shard, entries, budget, per)
@@ -471,9 +473,10 @@ impl EventStream {
         self.admitter.get_or_init(|| admission::Admitter::start(self.redis.clone())).admit(request).await
     }
 
-    /// Reads entries holding up to about `events` events (at most 500 entries per call; the
-    /// last entry may pass the budget) for `consumer` across `shards` (in the order given: rotate
-    /// it for fairness). `pending` re-reads the consumer's own unacknowledged entries (after a
+    /// Reads entries holding about `events` events (at most 500 entries per call; reads are
+    /// sized on the largest entry seen so far, so entries larger than those before them can pass
+    /// the budget by up to one read, see [`CLAIM`]) for `consumer` across `shards` (in the order
+    /// given: rotate it for fairness). `pending` re-reads the consumer's own unacknowledged entries (after a
     /// restart) instead of new ones.
     ///
     /// Plain `XREADGROUP`s of at most [`READ_CHUNK`] entries each, not one script: Redis writes

@@ -11,7 +11,8 @@
 //! runs as the app role, like any other statement of the app.
 //!
 //! Exactly once: an event is new unless the tenant already has its id within a day of its
-//! `occurred_at` (a client retry without a timestamp gets a later one) or the batch has it
+//! `occurred_at` (a client retry without a timestamp gets its receipt time, a later one, unless its
+//! id is a UUID v7 whose time the edge took instead) or the batch has it
 //! already (repeats are dropped here, the earliest received kept); the primary key catches a
 //! concurrent twin. Identity stitching happens in the same call: an event carrying an email links
 //! its visitor to that lead (created if new), and every stored event of a linked visitor carries

@@ -652,9 +652,10 @@ fn enrich(mut event: TrackingEvent, request: &RequestFacts<'_>, bots: &mut BotMe
 }
 
 /// When a UUID v7 was minted (its first 48 bits are a Unix time in milliseconds): the time of an
-/// event sent without `occurred_at` under a v7 id. A retry of it then lands on the same time
-/// however late it comes, so the duplicate check (within a day of the event's time) finds the
-/// first copy; the receipt time would move with every retry.
+/// event sent without `occurred_at` under a v7 id, while it is within the accepted window. A
+/// retry of it then lands on the same time, where the receipt time would move with every retry,
+/// so the duplicate check (within a day of the event's time) finds the first copy; a retry that
+/// comes once the id's time has left the window gets its receipt time, as other ids do.
 fn minted_at(id: Option<Uuid>) -> Option<DateTime<Utc>> {
     let id = id.filter(|id| id.get_version_num() == 7)?;
     let (secs, nanos) = id.get_timestamp()?.to_unix();
