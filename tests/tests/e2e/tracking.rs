@@ -74,6 +74,12 @@ fn event_at(id: Uuid, kind: &str, visitor: &str, at: DateTime<Utc>) -> Value {
            "properties": {"element": "#cta"}})
 }
 
+/// An event's `occurred_at` as the API answers it.
+fn occurred_at(event: &Value) -> DateTime<Utc> {
+    let at = event["occurred_at"].as_str().unwrap_or_else(|| panic!("an event time: {event}"));
+    DateTime::parse_from_rfc3339(at).expect("rfc3339").with_timezone(&Utc)
+}
+
 fn id_of(event: &Value) -> Uuid {
     event["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("an event id: {event}"))
 }
@@ -166,10 +172,10 @@ async fn collected_events_are_stored_once_with_what_the_edge_adds() {
     assert!(second["next_cursor"].is_null());
 }
 
-/// An event sent without `occurred_at` under a UUID v7 id takes the id's time, so its retries
-/// match the first copy however late they come (the duplicate check looks within a day of the
-/// event's time); under a v4 id, or a v7 id whose time is outside the accepted window, it takes
-/// its receipt time, unflagged (the client stated no time to clamp).
+/// An event sent without `occurred_at` under a UUID v7 id takes the id's time, so a retry that
+/// lost its timestamp still matches the first copy days later (the duplicate check looks within a
+/// day of the event's time); under a v4 id, or a v7 id whose time is outside the accepted window
+/// (ahead, or older than 31 days), it takes its receipt time, unflagged (no time was stated).
 #[tokio::test]
 async fn an_event_without_a_time_takes_its_v7_ids_time_so_late_retries_stay_one_row() {
     let app = TestApp::spawn().await;
@@ -178,49 +184,50 @@ async fn an_event_without_a_time_takes_its_v7_ids_time_so_late_retries_stay_one_
         let secs = u64::try_from(at.timestamp()).expect("after 1970");
         Uuid::new_v7(uuid::Timestamp::from_unix(uuid::NoContext, secs, at.timestamp_subsec_millis() * 1_000_000))
     };
+    // To the millisecond, a v7 id's resolution.
     let three_days_ago = DateTime::from_timestamp_millis((Utc::now() - chrono::Duration::days(3)).timestamp_millis())
         .expect("a time to the millisecond");
-    let (old, ahead, random) = (v7_at(three_days_ago), v7_at(Utc::now() + chrono::Duration::days(1)), Uuid::new_v4());
+    let old = v7_at(three_days_ago);
     let without_time = |id: Uuid| json!({"id": id, "type": "page_view", "source": "web", "visitor_id": "v.minted"});
-    let before = Utc::now();
-    let (status, _, body) = collect(
-        &app,
-        &t.write_key,
-        &json!({"events": [without_time(old), without_time(ahead), without_time(random)]}),
-        None,
-    )
-    .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    let stored = wait_for_events(&app, &t, "", 3).await;
-    let after = Utc::now();
-    let time_of = |id: Uuid| {
-        let e = stored.iter().find(|e| id_of(e) == id).expect("stored");
-        assert!(e["clamped_from"].is_null(), "no time was sent, so none was clamped: {e}");
-        DateTime::parse_from_rfc3339(e["occurred_at"].as_str().expect("a time")).expect("rfc3339").with_timezone(&Utc)
-    };
-    assert_eq!(time_of(old), three_days_ago, "the v7 id's time");
-    for id in [ahead, random] {
-        let at = time_of(id);
-        assert!(before - chrono::Duration::seconds(1) <= at && at <= after, "the receipt time: {at} ({id})");
-    }
 
-    // Retries of the three-day-old event, also without a time, with a new event as a marker:
-    // once the marker is stored, so is whatever of its request was new.
-    let marker = Uuid::now_v7();
-    for _ in 0..2 {
-        let (status, _, body) = collect(&app, &t.write_key, &json!({"events": [without_time(old)]}), None).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // First sent with its time, as t.js sends it three days late from an offline queue; then
+    // retried twice by a client that lost the timestamp (its receipt time would be three days
+    // from the first copy's, beyond the duplicate check's day).
+    let mut first = without_time(old);
+    first["occurred_at"] = json!(rfc3339(three_days_ago));
+    let (ahead, random, too_old) =
+        (v7_at(Utc::now() + chrono::Duration::days(1)), Uuid::new_v4(), v7_at(Utc::now() - chrono::Duration::days(40)));
+    let (status, _, answer) = collect(&app, &t.write_key, &json!({"events": [first]}), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    // Stored before the retries come, so they meet it in the table, not in one batch.
+    wait_for_events(&app, &t, "", 1).await;
+    let before = Utc::now();
+    for body in [
+        json!({"events": [without_time(old)]}),
+        json!({"events": [without_time(old), without_time(ahead), without_time(random), without_time(too_old)]}),
+    ] {
+        let (status, _, answer) = collect(&app, &t.write_key, &body, None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
     }
-    let (status, _, body) =
-        collect(&app, &t.write_key, &json!({"events": [without_time(old), without_time(marker)]}), None).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    // The last request's new events are stored with (or after) anything of it and before it.
     let stored = wait_for_events(&app, &t, "", 4).await;
+    let after = Utc::now();
     eventually("the stream to drain", Duration::from_secs(20), || async {
         (app.stream.backlog().await.ok()? == 0).then_some(())
     })
     .await;
-    assert_eq!(id_set(&stored), BTreeSet::from([old, ahead, random, marker]));
     assert_eq!(events(&app, &t, "").await.len(), 4, "the retries added no row");
+    assert_eq!(id_set(&stored), BTreeSet::from([old, ahead, random, too_old]));
+    let time_of = |id: Uuid| {
+        let e = stored.iter().find(|e| id_of(e) == id).expect("stored");
+        assert!(e["clamped_from"].is_null(), "nothing was clamped: {e}");
+        occurred_at(e)
+    };
+    assert_eq!(time_of(old), three_days_ago, "the time sent with the first copy, which is the v7 id's");
+    for id in [ahead, random, too_old] {
+        let at = time_of(id);
+        assert!(before - chrono::Duration::seconds(1) <= at && at <= after, "the receipt time: {at} ({id})");
+    }
 }
 
 #[tokio::test]
@@ -244,11 +251,10 @@ async fn implausible_times_are_clamped_and_flagged_and_bots_flagged() {
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let stored = wait_for_events(&app, &t, "", 3).await;
     let now = Utc::now();
-    let at = |e: &Value| DateTime::parse_from_rfc3339(e["occurred_at"].as_str().expect("time")).expect("rfc3339");
     let from_future = stored.iter().find(|e| e["clamped_from"] == "2099-01-01T00:00:00Z").expect("future clamped");
-    assert!((now - at(from_future).with_timezone(&Utc)).num_seconds().abs() < 60);
+    assert!((now - occurred_at(from_future)).num_seconds().abs() < 60);
     let from_past = stored.iter().find(|e| e["clamped_from"] == "2001-01-01T00:00:00Z").expect("past clamped");
-    let age = now - at(from_past).with_timezone(&Utc);
+    let age = now - occurred_at(from_past);
     assert!((30..=32).contains(&age.num_days()), "clamped to the oldest accepted age, got {age}");
     assert_eq!(stored.iter().filter(|e| e["bot"] == true).count(), 1);
 }
@@ -564,8 +570,7 @@ async fn time_filters_keep_from_inclusive_and_to_exclusive_and_their_pages_miss_
     let stored = wait_for_events(&app, &t, "", sent.len()).await;
     for &(id, _, when) in &sent {
         let e = stored.iter().find(|e| id_of(e) == id).expect("every event stored");
-        let got = DateTime::parse_from_rfc3339(e["occurred_at"].as_str().expect("time")).expect("rfc3339");
-        assert_eq!(got, when, "stored at the time sent, to the microsecond: {e}");
+        assert_eq!(occurred_at(e), when, "stored at the time sent, to the microsecond: {e}");
         assert!(e["clamped_from"].is_null(), "{e}");
     }
 
@@ -1343,7 +1348,7 @@ async fn the_ingestors_keep_the_statistics_of_the_tables_they_write_fresh() {
 /// test's events).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_test_nodes_redis_keys_are_deleted_when_it_is_dropped() {
-    use fred::prelude::{ClientLike, KeysInterface};
+    use fred::prelude::KeysInterface;
 
     let app = TestApp::spawn().await;
     let t = app.tenant("keys-deleted").await;
@@ -1353,12 +1358,7 @@ async fn a_test_nodes_redis_keys_are_deleted_when_it_is_dropped() {
     wait_for_events(&app, &t, "type=page_view", 1).await;
     let pattern = format!("{}:*", app.namespace.as_str());
 
-    let pool = fred::prelude::Builder::from_config(
-        fred::prelude::Config::from_url(&flywheel_tests::redis_url()).expect("the Redis URL"),
-    )
-    .build()
-    .expect("a Redis client");
-    pool.init().await.expect("connect to Redis");
+    let pool = flywheel_tests::raw_redis().await;
     let keys = || async {
         let (mut cursor, mut keys) = ("0".to_owned(), Vec::<String>::new());
         loop {
