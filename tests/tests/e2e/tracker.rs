@@ -108,11 +108,8 @@ async fn snippet_in_a_real_page_records_page_view_click_and_form_submit() {
     open(&browser, &format!("{origin}/?utm_source=newsletter&gclid=abc123")).await;
     browser.click(&browser.find("#cta").await.expect("the marked link")).await.expect("click the link");
     // The script set its first-party cookies on the page's origin.
-    let cookies = browser.cookies().await.expect("the page's cookies");
-    let cookie = |name: &str| {
-        cookies.iter().find(|c| c.name == name).map(|c| c.value.clone()).unwrap_or_else(|| panic!("no {name} cookie"))
-    };
-    let (visitor, session) = (cookie("_fw_vid"), cookie("_fw_sid"));
+    let visitor = cookie(&browser, "_fw_vid").await.expect("the visitor cookie").value;
+    let session = cookie(&browser, "_fw_sid").await.expect("the session cookie").value;
     let email = browser.find("input[type=email]").await.expect("the email field");
     browser.send_keys(&email, "ana@example.com").await.expect("type the email");
     browser.click(&browser.find("#send").await.expect("the submit button")).await.expect("submit the form");
@@ -271,11 +268,30 @@ async fn cookie_session_ends_after_30_minutes_idle_and_the_next_one_keeps_the_vi
     };
     expires_in(&sid, 30 * 60);
     expires_in(&vid, 365 * 24 * 3600);
+    let expiry = |c: &Cookie| c.expiry.unwrap_or_else(|| panic!("no expiry: {c:?}"));
+    let first_expiry = expiry(&sid);
     let (visitor, session) = (vid.value, sid.value);
 
+    // Each event renews the session cookie for 30 minutes. The cookie was set before it was read:
+    // once the browser's own clock is 2 s past this reading, any later event is at least 2 s after
+    // the one that set it, however fast or slow the machine (the expiry has whole seconds).
+    let read_at = browser.execute("return Date.now()", vec![]).await.expect("the page's clock");
+    let read_at = read_at.as_f64().expect("a time in ms");
+    eventually("the page's clock 2 s on", Duration::from_secs(10), || async {
+        let now = browser.execute("return Date.now()", vec![]).await.expect("the page's clock");
+        now.as_f64().filter(|&now| now >= read_at + 2000.0)
+    })
+    .await;
     // An SPA navigation within the session: a second page view, same visitor and session.
     push_state(&browser, "/pricing").await;
     let events = events_when(&app, &t, "two page views", |events| of_type(events, "page_view").len() == 2).await;
+    let renewed = cookie(&browser, "_fw_sid").await.expect("the session cookie");
+    assert_eq!(renewed.value, session, "the same session");
+    assert!(
+        expiry(&renewed) > first_expiry,
+        "the session cookie renewed by the event, at least 1 s later: it expired at {first_expiry}, now at {}",
+        expiry(&renewed)
+    );
     for event in &events {
         assert_eq!(event["visitor_id"], json!(visitor), "{event}");
         assert_eq!(event["session_id"], json!(session), "one session across SPA navigations: {event}");
@@ -359,15 +375,22 @@ async fn assert_page_unbroken(browser: &Session, origin: &str, case: &str) {
     open(browser, &format!("{origin}/")).await;
     let state = |script: &'static str| async move { browser.execute(script, vec![]).await.expect("read the page") };
     assert_eq!(state("return window.pageOk").await, json!(true), "{case}: the page's own script ran");
+    // The script sends a page view on a 20 ms timer, but a click on a link at once, with all that
+    // is queued: `open` returns just after the page view is queued, so a click within 20 ms would
+    // take it along in one send. Once the page view went, the click is a send of its own.
+    let page_view_sent = eventually(&format!("{case}: the page view sent"), Duration::from_secs(10), || async {
+        state("return sent").await.as_u64().filter(|&sent| sent >= 1)
+    })
+    .await;
     browser.click(&browser.find("#cta").await.expect("the marked link")).await.expect("click the link");
-    // The page view and the click were sent, and their failures have come back.
-    let seen = eventually(&format!("{case}: the link followed, two sends settled"), Duration::from_secs(10), || {
+    // The click was sent too (the script recorded both events), and all the failures have come back.
+    let what = format!("{case}: the link followed, the click sent, all settled");
+    let seen = eventually(&what, Duration::from_secs(10), || {
         let read = state("return [pageClicks, location.hash, sent, settled]");
-        async move { read.await.as_array().filter(|s| s[2].as_u64() >= Some(2) && s[2] == s[3]).cloned() }
+        async move { read.await.as_array().filter(|s| s[2].as_u64() > Some(page_view_sent) && s[2] == s[3]).cloned() }
     })
     .await;
     assert_eq!(seen[..2], [json!(1), json!("#pricing")], "{case}: the page's click handler and the link's default ran");
-    assert!(cookie(browser, "_fw_vid").await.is_some(), "{case}: the script recorded events");
     // Probes, queued after anything the script may have thrown: once they are logged, so is that.
     // The page's own function throws them (what WebDriver evaluates itself is not reported to the page).
     state("probe()").await;
