@@ -322,12 +322,6 @@ fn log_of(node: &ClusterNode) -> String {
     std::fs::read_to_string(&node.log).unwrap_or_default()
 }
 
-fn signal(node: &ClusterNode, sig: &str) {
-    let status =
-        Command::new("kill").arg(format!("-{sig}")).arg(node.process.0.id().to_string()).status().expect("kill");
-    assert!(status.success(), "kill -{sig}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_s_tenants_resume_on_the_survivors_and_every_run_completes_once() {
     let ttl = Duration::from_secs(3);
@@ -465,7 +459,7 @@ async fn announcements_on_the_bus_move_shards_at_once_yet_keep_joins_rate_limite
     assert!(log_of(&n1).contains("Handed shards over"), "n1 logged its handover");
 
     // A graceful stop: n1 releases everything and announces it; n2 takes it all at once.
-    signal(&n1, "TERM");
+    n1.process.signal("TERM");
     eventually("n2 to own every shard", Duration::from_secs(8), || async {
         (cluster.shards_per_node().await.get("n2") == Some(&256)).then_some(())
     })
@@ -492,7 +486,7 @@ async fn a_paused_node_past_its_lease_cannot_checkpoint_and_rejoins() {
         steps.iter().any(|s| s.node.as_deref() == Some("n2")).then_some(())
     })
     .await;
-    signal(&n2, "STOP");
+    n2.process.signal("STOP");
     // n1 now holds n2's former shards at a higher epoch. Unlike a killed process, a frozen one
     // keeps its connections: a checkpoint it was in the middle of keeps its lease row
     // share-locked until PostgreSQL ends the idle transaction (after max(TTL, 5 s)), and only
@@ -506,7 +500,7 @@ async fn a_paused_node_past_its_lease_cannot_checkpoint_and_rejoins() {
         }
     }
     tokio::time::sleep(ttl).await;
-    signal(&n2, "CONT");
+    n2.process.signal("CONT");
 
     // n2 comes back: it takes its share again (handed over by n1, rate-limited) and every run
     // completes with each step once, none committed by n2 under an epoch it had lost.

@@ -128,6 +128,15 @@ pub(crate) fn flywheel_binary() -> PathBuf {
 
 pub(crate) struct Node(pub(crate) Child);
 
+impl Node {
+    /// Sends the process `signal` (`STOP`, `CONT`, `TERM`, …).
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.0.id().to_string();
+        let status = Command::new("kill").arg(format!("-{signal}")).arg(&pid).status().expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -61,12 +61,6 @@ async fn pending(redis: &fred::prelude::Client, stream: &str) -> i64 {
     }
 }
 
-/// Sends `signal` (`STOP`, `CONT`) to a process.
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().expect("run kill");
-    assert!(status.success(), "kill -{signal} {pid}");
-}
-
 /// Posts batches of `size` events with client ids until `stop`; returns the ids that got a 202.
 async fn sender(
     client: reqwest::Client,
@@ -133,12 +127,11 @@ async fn a_node_killed_mid_batch_loses_and_doubles_no_acknowledged_event() {
     .await;
     // Frozen, the node can neither take nor acknowledge: kill it only while it holds entries it
     // took and has not acknowledged, else let it go on and look again.
-    let pid = first.0.id();
     eventually("the node frozen in the middle of a batch", Duration::from_secs(60), || async {
-        signal(pid, "STOP");
+        first.signal("STOP");
         let held = pending(&redis, &shard_key).await;
         if held == 0 {
-            signal(pid, "CONT");
+            first.signal("CONT");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         (held > 0).then_some(())
