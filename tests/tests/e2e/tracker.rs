@@ -22,9 +22,31 @@ fn snippet(app: &TestApp, key: &str, attributes: &str) -> String {
     format!(r#"<script async src="{node}/t.js" data-key="{key}"{attributes}></script>"#, node = app.base)
 }
 
-/// Serves, on an origin of its own, a page embedding the snippet of `t`'s node; returns the origin.
-async fn serve_page(app: &TestApp, t: &TestTenant, cookieless: bool) -> String {
-    serve_page_with(snippet(app, &t.write_key, if cookieless { " data-cookieless" } else { "" })).await
+/// A new tenant `name` whose shop page, on an origin of its own that the tenant allows, embeds its
+/// snippet (in cookieless mode or not); the tenant and the origin.
+async fn shop(app: &TestApp, name: &str, cookieless: bool) -> (TestTenant, String) {
+    let t = app.tenant(name).await;
+    let origin = serve_page_with(snippet(app, &t.write_key, if cookieless { " data-cookieless" } else { "" })).await;
+    allow(app, &t, &origin, cookieless).await;
+    (t, origin)
+}
+
+/// Headless Chromium: its driver (which stops with it when dropped) and a session.
+async fn chromium() -> (ChromeDriver, Session) {
+    let driver = ChromeDriver::start().await.expect("chromedriver (scripts/setup installs chromium-driver)");
+    let browser = driver.session().await.expect("a headless Chromium session");
+    (driver, browser)
+}
+
+/// Types an email into the shop's sign-up form, submits it and waits for the thank-you page.
+async fn sign_up(browser: &Session, origin: &str, case: &str) {
+    let email = browser.find("input[type=email]").await.expect("the email field");
+    browser.send_keys(&email, "ana@example.com").await.expect("type the email");
+    browser.click(&browser.find("#send").await.expect("the submit button")).await.expect("submit the form");
+    eventually(&format!("{case}: the thank-you page"), Duration::from_secs(10), || async {
+        browser.current_url().await.ok().filter(|url| url == &format!("{origin}/thanks"))
+    })
+    .await;
 }
 
 /// Serves, on an origin of its own, the shop's page with `head` (the snippet, and any script of
@@ -99,24 +121,14 @@ fn of_type<'a>(events: &'a [Value], event_type: &str) -> Vec<&'a Value> {
 #[tokio::test]
 async fn snippet_in_a_real_page_records_page_view_click_and_form_submit() {
     let app = TestApp::spawn().await;
-    let t = app.tenant("tracker-page").await;
-    let origin = serve_page(&app, &t, false).await;
-    allow(&app, &t, &origin, false).await;
-
-    let driver = ChromeDriver::start().await.expect("chromedriver (scripts/setup installs chromium-driver)");
-    let browser = driver.session().await.expect("a headless Chromium session");
+    let (t, origin) = shop(&app, "tracker-page", false).await;
+    let (_driver, browser) = chromium().await;
     open(&browser, &format!("{origin}/?utm_source=newsletter&gclid=abc123")).await;
     browser.click(&browser.find("#cta").await.expect("the marked link")).await.expect("click the link");
     // The script set its first-party cookies on the page's origin.
     let visitor = cookie(&browser, "_fw_vid").await.expect("the visitor cookie").value;
     let session = cookie(&browser, "_fw_sid").await.expect("the session cookie").value;
-    let email = browser.find("input[type=email]").await.expect("the email field");
-    browser.send_keys(&email, "ana@example.com").await.expect("type the email");
-    browser.click(&browser.find("#send").await.expect("the submit button")).await.expect("submit the form");
-    eventually("the thank-you page", Duration::from_secs(10), || async {
-        browser.current_url().await.ok().filter(|url| url == &format!("{origin}/thanks"))
-    })
-    .await;
+    sign_up(&browser, &origin, "sign-up").await;
 
     let events = events_when(&app, &t, "a page_view, a click and a form_submit", |events| {
         ["page_view", "click", "form_submit"].iter().all(|ty| !of_type(events, ty).is_empty())
@@ -159,12 +171,8 @@ async fn snippet_in_a_real_page_records_page_view_click_and_form_submit() {
 #[tokio::test]
 async fn cookieless_snippet_sets_no_cookie_and_the_node_derives_the_visitor() {
     let app = TestApp::spawn().await;
-    let t = app.tenant("tracker-cookieless").await;
-    let origin = serve_page(&app, &t, true).await;
-    allow(&app, &t, &origin, true).await;
-
-    let driver = ChromeDriver::start().await.expect("chromedriver (scripts/setup installs chromium-driver)");
-    let browser = driver.session().await.expect("a headless Chromium session");
+    let (t, origin) = shop(&app, "tracker-cookieless", true).await;
+    let (_driver, browser) = chromium().await;
     open(&browser, &format!("{origin}/?utm_source=newsletter")).await;
     // An SPA navigation: a second page view in the same session.
     browser.execute("history.pushState({}, '', '/pricing')", vec![]).await.expect("navigate in the page");
@@ -192,12 +200,8 @@ async fn cookieless_snippet_sets_no_cookie_and_the_node_derives_the_visitor() {
 #[tokio::test]
 async fn referral_link_records_its_ref_and_click_id_and_an_affiliate_click() {
     let app = TestApp::spawn().await;
-    let t = app.tenant("tracker-referral").await;
-    let origin = serve_page(&app, &t, false).await;
-    allow(&app, &t, &origin, false).await;
-
-    let driver = ChromeDriver::start().await.expect("chromedriver (scripts/setup installs chromium-driver)");
-    let browser = driver.session().await.expect("a headless Chromium session");
+    let (t, origin) = shop(&app, "tracker-referral", false).await;
+    let (_driver, browser) = chromium().await;
     let landing = format!("{origin}/?ref=partner42&fbclid=fb123");
     open(&browser, &landing).await;
     // Then two pages whose ref is not a referral code: markup, and too short.
@@ -245,12 +249,8 @@ async fn referral_link_records_its_ref_and_click_id_and_an_affiliate_click() {
 #[tokio::test]
 async fn cookie_session_ends_after_30_minutes_idle_and_the_next_one_keeps_the_visitor() {
     let app = TestApp::spawn().await;
-    let t = app.tenant("tracker-session").await;
-    let origin = serve_page(&app, &t, false).await;
-    allow(&app, &t, &origin, false).await;
-
-    let driver = ChromeDriver::start().await.expect("chromedriver (scripts/setup installs chromium-driver)");
-    let browser = driver.session().await.expect("a headless Chromium session");
+    let (t, origin) = shop(&app, "tracker-session", false).await;
+    let (_driver, browser) = chromium().await;
     let before = Utc::now().timestamp();
     open(&browser, &format!("{origin}/")).await;
     let sid = cookie(&browser, "_fw_sid").await.expect("the session cookie");
@@ -258,8 +258,10 @@ async fn cookie_session_ends_after_30_minutes_idle_and_the_next_one_keeps_the_vi
     let after = Utc::now().timestamp();
     // The cookie lives 30 minutes from the last event, the visitor's a year (a generous margin:
     // the test asserts the lifetimes, not how fast the machine is).
+    let expiry =
+        |c: &Cookie| c.expiry.and_then(|e| i64::try_from(e).ok()).unwrap_or_else(|| panic!("no expiry: {c:?}"));
     let expires_in = |c: &Cookie, lifetime: i64| {
-        let expiry = c.expiry.and_then(|e| i64::try_from(e).ok()).unwrap_or_else(|| panic!("no expiry: {c:?}"));
+        let expiry = expiry(c);
         assert!(
             (before + lifetime - 120..=after + lifetime + 120).contains(&expiry),
             "{} expires at {expiry}, not {lifetime} s after {before}..{after}",
@@ -268,7 +270,6 @@ async fn cookie_session_ends_after_30_minutes_idle_and_the_next_one_keeps_the_vi
     };
     expires_in(&sid, 30 * 60);
     expires_in(&vid, 365 * 24 * 3600);
-    let expiry = |c: &Cookie| c.expiry.unwrap_or_else(|| panic!("no expiry: {c:?}"));
     let first_expiry = expiry(&sid);
     let (visitor, session) = (vid.value, sid.value);
 
@@ -407,14 +408,19 @@ async fn assert_page_unbroken(browser: &Session, origin: &str, case: &str) {
     .await;
     assert_eq!(log, expected, "{case}: no error reached the page but the probes");
 
-    let email = browser.find("input[type=email]").await.expect("the email field");
-    browser.send_keys(&email, "ana@example.com").await.expect("type the email");
-    browser.click(&browser.find("#send").await.expect("the submit button")).await.expect("submit the form");
-    eventually(&format!("{case}: the thank-you page"), Duration::from_secs(10), || async {
-        browser.current_url().await.ok().filter(|url| url == &format!("{origin}/thanks"))
-    })
-    .await;
+    sign_up(browser, origin, case).await;
     assert_eq!(probes().await.expect("the log"), expected, "{case}: no error while submitting");
+}
+
+/// Pages embedding `snippet` (which cannot deliver), one with `sendBeacon` and one with `fetch`
+/// only, each stay whole ([`assert_page_unbroken`]).
+async fn pages_stay_whole(snippet: &str, case: &str) {
+    let (_driver, browser) = chromium().await;
+    for transport in [Transport::Beacon, Transport::Fetch] {
+        let origin = serve_page_with(watched_head(snippet, transport)).await;
+        assert_page_unbroken(&browser, &origin, &format!("{case}, {transport:?}")).await;
+    }
+    browser.delete().await.expect("close the browser");
 }
 
 #[tokio::test]
@@ -431,13 +437,7 @@ async fn a_wrong_write_key_never_breaks_the_host_page() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the node refuses the key: {body}");
 
-    let driver = ChromeDriver::start().await.expect("chromedriver (scripts/setup installs chromium-driver)");
-    let browser = driver.session().await.expect("a headless Chromium session");
-    for transport in [Transport::Beacon, Transport::Fetch] {
-        let origin = serve_page_with(watched_head(&snippet(&app, &wrong_key, ""), transport)).await;
-        assert_page_unbroken(&browser, &origin, &format!("wrong key, {transport:?}")).await;
-    }
-    browser.delete().await.expect("close the browser");
+    pages_stay_whole(&snippet(&app, &wrong_key, ""), "wrong key").await;
 }
 
 #[tokio::test]
@@ -449,14 +449,7 @@ async fn an_unreachable_node_never_breaks_the_host_page() {
     closed.bind("127.0.0.1:0".parse().expect("an address")).expect("bind a loopback port");
     let api = format!("http://{}", closed.local_addr().expect("local addr"));
 
-    let driver = ChromeDriver::start().await.expect("chromedriver (scripts/setup installs chromium-driver)");
-    let browser = driver.session().await.expect("a headless Chromium session");
-    for transport in [Transport::Beacon, Transport::Fetch] {
-        // The script comes from the node; the events go to the closed port.
-        let head = watched_head(&snippet(&app, &t.write_key, &format!(r#" data-api="{api}""#)), transport);
-        let origin = serve_page_with(head).await;
-        assert_page_unbroken(&browser, &origin, &format!("unreachable node, {transport:?}")).await;
-    }
-    browser.delete().await.expect("close the browser");
+    // The script comes from the node; the events go to the closed port.
+    pages_stay_whole(&snippet(&app, &t.write_key, &format!(r#" data-api="{api}""#)), "unreachable node").await;
     drop(closed);
 }

@@ -35,6 +35,27 @@ async fn collect(
     (status, headers, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
+/// Posts `events` with the tenant's write key and expects them accepted.
+async fn accept(app: &TestApp, t: &TestTenant, events: Vec<Value>) {
+    let (status, _, body) = collect(app, &t.write_key, &json!({"events": events}), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+/// Waits until the ingest stream holds nothing: every accepted event stored (or dead-lettered).
+async fn drained(app: &TestApp) {
+    eventually("the stream to drain", Duration::from_secs(20), || async {
+        (app.stream.backlog().await.ok()? == 0).then_some(())
+    })
+    .await;
+}
+
+/// A lead of the tenant, made through the API; its id.
+async fn create_lead(app: &TestApp, t: &TestTenant, email: &str) -> Uuid {
+    let (status, lead) = app.call(Method::POST, "/v1/leads", Some(&t.owner_key), Some(json!({"email": email}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{lead}");
+    lead["id"].as_str().and_then(|id| id.parse().ok()).unwrap_or_else(|| panic!("a lead id: {lead}"))
+}
+
 /// The tenant's stored events with these query parameters, newest first.
 async fn events(app: &TestApp, t: &TestTenant, query: &str) -> Vec<Value> {
     let (status, body) =
@@ -82,6 +103,11 @@ fn occurred_at(event: &Value) -> DateTime<Utc> {
 
 fn id_of(event: &Value) -> Uuid {
     event["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("an event id: {event}"))
+}
+
+/// These ids, as a set to compare with [`id_set`]'s.
+fn uuids(ids: &[Uuid]) -> BTreeSet<Uuid> {
+    ids.iter().copied().collect()
 }
 
 /// The ids of a list of events, each listed once.
@@ -142,10 +168,7 @@ async fn collected_events_are_stored_once_with_what_the_edge_adds() {
         StatusCode::ACCEPTED
     );
 
-    eventually("the stream to drain", Duration::from_secs(20), || async {
-        (app.stream.backlog().await.ok()? == 0).then_some(())
-    })
-    .await;
+    drained(&app).await;
     let stored = wait_for_events(&app, &t, "", 2).await;
     let view = stored.iter().find(|e| e["type"] == "page_view").expect("the page view");
     assert_eq!(view["id"], json!(id));
@@ -197,25 +220,16 @@ async fn an_event_without_a_time_takes_its_v7_ids_time_so_late_retries_stay_one_
     first["occurred_at"] = json!(rfc3339(three_days_ago));
     let (ahead, random, too_old) =
         (v7_at(Utc::now() + chrono::Duration::days(1)), Uuid::new_v4(), v7_at(Utc::now() - chrono::Duration::days(40)));
-    let (status, _, answer) = collect(&app, &t.write_key, &json!({"events": [first]}), None).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    accept(&app, &t, vec![first]).await;
     // Stored before the retries come, so they meet it in the table, not in one batch.
     wait_for_events(&app, &t, "", 1).await;
     let before = Utc::now();
-    for body in [
-        json!({"events": [without_time(old)]}),
-        json!({"events": [without_time(old), without_time(ahead), without_time(random), without_time(too_old)]}),
-    ] {
-        let (status, _, answer) = collect(&app, &t.write_key, &body, None).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-    }
+    accept(&app, &t, vec![without_time(old)]).await;
+    accept(&app, &t, vec![without_time(old), without_time(ahead), without_time(random), without_time(too_old)]).await;
     // The last request's new events are stored with (or after) anything of it and before it.
     let stored = wait_for_events(&app, &t, "", 4).await;
     let after = Utc::now();
-    eventually("the stream to drain", Duration::from_secs(20), || async {
-        (app.stream.backlog().await.ok()? == 0).then_some(())
-    })
-    .await;
+    drained(&app).await;
     assert_eq!(events(&app, &t, "").await.len(), 4, "the retries added no row");
     assert_eq!(id_set(&stored), BTreeSet::from([old, ahead, random, too_old]));
     let time_of = |id: Uuid| {
@@ -565,8 +579,7 @@ async fn time_filters_keep_from_inclusive_and_to_exclusive_and_their_pages_miss_
     let id = |i: usize| sent[i].0;
     // Sent newest first: storage order is not time order.
     let batch: Vec<Value> = sent.iter().rev().map(|&(id, kind, when)| event_at(id, kind, "v.time", when)).collect();
-    let (status, _, body) = collect(&app, &t.write_key, &json!({"events": batch}), None).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    accept(&app, &t, batch).await;
     let stored = wait_for_events(&app, &t, "", sent.len()).await;
     for &(id, _, when) in &sent {
         let e = stored.iter().find(|e| id_of(e) == id).expect("every event stored");
@@ -620,56 +633,49 @@ async fn the_lead_id_filter_lists_exactly_the_events_carrying_the_lead() {
     let t = app.tenant("lead-filter").await;
     let base = two_hours_ago();
     let at = |minute: i64| base + chrono::Duration::minutes(minute);
-    let (node, key) = (&app, t.write_key.as_str());
-    let send = |events: Vec<Value>| {
-        let body = json!({"events": events});
-        async move {
-            let (status, _, answer) = collect(node, key, &body, None).await;
-            assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
-        }
-    };
     // Anonymous browsing, then a form that names the visitor.
     let before = Uuid::now_v7();
-    send(vec![event_at(before, "page_view", "v.ann", at(0))]).await;
+    accept(&app, &t, vec![event_at(before, "page_view", "v.ann", at(0))]).await;
     wait_for_events(&app, &t, "visitor_id=v.ann", 1).await;
     let form = Uuid::now_v7();
     let mut signup = event_at(form, "form_submit", "v.ann", at(1));
     signup["properties"] = json!({"form_id": "signup", "email": "ann@example.com"});
-    send(vec![signup]).await;
+    accept(&app, &t, vec![signup]).await;
     wait_for_events(&app, &t, "visitor_id=v.ann", 2).await;
     let (_, leads) = app.call(Method::GET, "/v1/leads?email=ann@example.com", Some(&t.owner_key), None).await;
     let ann = leads["data"][0]["id"].as_str().expect("a lead made by the form").to_owned();
-    let (_, bob) =
-        app.call(Method::POST, "/v1/leads", Some(&t.owner_key), Some(json!({"email": "bob@example.com"}))).await;
-    let bob = bob["id"].as_str().expect("lead").to_owned();
+    let bob = create_lead(&app, &t, "bob@example.com").await;
     // Ann's visitor again; Ann's id sent from another device; Bob's; an unknown visitor's.
     let (after, sent_with_id, bobs, strangers) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     let mut with_ann = event_at(sent_with_id, "page_view", "v.ann-phone", at(3));
     with_ann["lead_id"] = json!(ann);
     let mut with_bob = event_at(bobs, "page_view", "v.bob", at(2));
     with_bob["lead_id"] = json!(bob);
-    send(vec![
-        event_at(after, "page_view", "v.ann", at(2)),
-        with_ann,
-        with_bob,
-        event_at(strangers, "page_view", "v.stranger", at(2)),
-    ])
+    accept(
+        &app,
+        &t,
+        vec![
+            event_at(after, "page_view", "v.ann", at(2)),
+            with_ann,
+            with_bob,
+            event_at(strangers, "page_view", "v.stranger", at(2)),
+        ],
+    )
     .await;
     let stored = wait_for_events(&app, &t, "", 6).await;
     let lead_of = |id: Uuid| stored.iter().find(|e| id_of(e) == id).expect("stored")["lead_id"].clone();
     assert!(lead_of(before).is_null(), "stored before its visitor was known");
     assert_eq!(lead_of(after), json!(ann), "stored after the link");
 
-    let set = |ids: &[Uuid]| ids.iter().copied().collect::<BTreeSet<Uuid>>();
     let cases = [
-        (format!("lead_id={ann}"), set(&[form, after, sent_with_id])),
-        (format!("lead_id={bob}"), set(&[bobs])),
-        (format!("lead_id={}", Uuid::now_v7()), set(&[])),
-        (format!("lead_id={ann}&from={}", rfc3339(at(2))), set(&[after, sent_with_id])),
-        (format!("lead_id={ann}&to={}", rfc3339(at(2))), set(&[form])),
-        (format!("lead_id={ann}&type=form_submit"), set(&[form])),
-        (format!("lead_id={ann}&visitor_id=v.ann"), set(&[form, after])),
-        (format!("lead_id={bob}&visitor_id=v.ann"), set(&[])),
+        (format!("lead_id={ann}"), uuids(&[form, after, sent_with_id])),
+        (format!("lead_id={bob}"), uuids(&[bobs])),
+        (format!("lead_id={}", Uuid::now_v7()), uuids(&[])),
+        (format!("lead_id={ann}&from={}", rfc3339(at(2))), uuids(&[after, sent_with_id])),
+        (format!("lead_id={ann}&to={}", rfc3339(at(2))), uuids(&[form])),
+        (format!("lead_id={ann}&type=form_submit"), uuids(&[form])),
+        (format!("lead_id={ann}&visitor_id=v.ann"), uuids(&[form, after])),
+        (format!("lead_id={bob}&visitor_id=v.ann"), uuids(&[])),
     ];
     for (query, expected) in cases {
         assert_eq!(id_set(&events(&app, &t, &query).await), expected, "{query}");
@@ -678,7 +684,7 @@ async fn the_lead_id_filter_lists_exactly_the_events_carrying_the_lead() {
     let (status, timeline) =
         app.call(Method::GET, &format!("/v1/leads/{ann}/timeline"), Some(&t.owner_key), None).await;
     assert_eq!(status, StatusCode::OK, "{timeline}");
-    assert_eq!(id_set(timeline["data"].as_array().expect("data")), set(&[before, form, after, sent_with_id]));
+    assert_eq!(id_set(timeline["data"].as_array().expect("data")), uuids(&[before, form, after, sent_with_id]));
     // Pages of the filtered set: each of Ann's events once, newest first.
     let expected = newest_first(&[(form, at(1)), (after, at(2)), (sent_with_id, at(3))]);
     for limit in [1, 2, 3] {
@@ -873,14 +879,8 @@ async fn another_tenant_filtering_by_a_tenants_lead_visitor_or_times_gets_none_o
     let app = TestApp::spawn().await;
     let a = app.tenant("filter-iso-a").await;
     let b = app.tenant("filter-iso-b").await;
-    let mut leads = Vec::new();
-    for t in [&a, &b] {
-        let (status, lead) =
-            app.call(Method::POST, "/v1/leads", Some(&t.owner_key), Some(json!({"email": "ann@shop.example"}))).await;
-        assert_eq!(status, StatusCode::CREATED, "{lead}");
-        leads.push(lead["id"].as_str().expect("lead").parse::<Uuid>().expect("uuid"));
-    }
-    let (lead_a, lead_b) = (leads[0], leads[1]);
+    let (lead_a, lead_b) =
+        (create_lead(&app, &a, "ann@shop.example").await, create_lead(&app, &b, "ann@shop.example").await);
     assert_ne!(lead_a, lead_b);
     let base = two_hours_ago();
     let at = |minute: i64| base + chrono::Duration::minutes(minute);
@@ -906,28 +906,26 @@ async fn another_tenant_filtering_by_a_tenants_lead_visitor_or_times_gets_none_o
         ),
     ];
     for (t, batch) in sends {
-        let (status, _, body) = collect(&app, &t.write_key, &json!({"events": batch}), None).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        accept(&app, t, batch).await;
     }
     wait_for_events(&app, &a, "", 2).await;
     let in_b = wait_for_events(&app, &b, "", 3).await;
     let b1_stored = in_b.iter().find(|e| id_of(e) == b1).expect("B's event naming A's lead");
     assert!(b1_stored["lead_id"].is_null(), "A's lead is dropped from B's event: {b1_stored}");
 
-    let set = |ids: &[Uuid]| ids.iter().copied().collect::<BTreeSet<Uuid>>();
     let range = format!("from={}&to={}", rfc3339(at(0)), rfc3339(at(3)));
     let cases = [
         // What each tenant holds: the data the empty answers below could have leaked.
-        (&a, format!("lead_id={lead_a}"), set(&[a1, a2])),
-        (&a, range.clone(), set(&[a1, a2])),
-        (&b, range.clone(), set(&[b1, b2, b3])),
-        (&b, format!("lead_id={lead_b}"), set(&[b2])),
+        (&a, format!("lead_id={lead_a}"), uuids(&[a1, a2])),
+        (&a, range.clone(), uuids(&[a1, a2])),
+        (&b, range.clone(), uuids(&[b1, b2, b3])),
+        (&b, format!("lead_id={lead_b}"), uuids(&[b2])),
         // Each other's lead, visitor and lead within the range.
-        (&b, format!("lead_id={lead_a}"), set(&[])),
-        (&b, format!("lead_id={lead_a}&{range}"), set(&[])),
-        (&b, "visitor_id=v.a".to_owned(), set(&[])),
-        (&a, format!("lead_id={lead_b}"), set(&[])),
-        (&a, "visitor_id=v.b2".to_owned(), set(&[])),
+        (&b, format!("lead_id={lead_a}"), uuids(&[])),
+        (&b, format!("lead_id={lead_a}&{range}"), uuids(&[])),
+        (&b, "visitor_id=v.a".to_owned(), uuids(&[])),
+        (&a, format!("lead_id={lead_b}"), uuids(&[])),
+        (&a, "visitor_id=v.b2".to_owned(), uuids(&[])),
     ];
     for (t, query, expected) in cases {
         assert_eq!(id_set(&events(&app, t, &query).await), expected, "{} with {query}", t.id);
@@ -1150,12 +1148,7 @@ async fn deleting_a_lead_clears_it_from_its_tenants_events_and_deleting_a_tenant
     let app = TestApp::spawn().await;
     let a = app.tenant("forget-a").await;
     let b = app.tenant("forget-b").await;
-    let mut leads = Vec::new();
-    for t in [&a, &b] {
-        let (_, lead) =
-            app.call(Method::POST, "/v1/leads", Some(&t.owner_key), Some(json!({"email": "ann@shop.example"}))).await;
-        leads.push(lead["id"].as_str().expect("lead").parse::<Uuid>().expect("uuid"));
-    }
+    let leads = [create_lead(&app, &a, "ann@shop.example").await, create_lead(&app, &b, "ann@shop.example").await];
     let entry = |tenant: &TestTenant, lead: Uuid| IngestEntry {
         format: IngestEntry::FORMAT,
         tenant: tenant.id.as_uuid(),
@@ -1325,8 +1318,7 @@ async fn the_ingestors_keep_the_statistics_of_the_tables_they_write_fresh() {
     // once a second, and a refresh only analyzes what they show.
     for _ in 0..6 {
         let batch: Vec<Value> = (0..25).map(|i| page_view(Uuid::now_v7(), &format!("v.{i}"))).collect();
-        let (status, _, body) = collect(&app, &t.write_key, &json!({"events": batch}), None).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        accept(&app, &t, batch).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     wait_for_events(&app, &t, "", 150).await;
